@@ -1,0 +1,124 @@
+"""ImageSet: a labelled image split held as uint8 at the model's resolution, with seeded subsets."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from diffrep.data import sources
+from diffrep.errors import UserError
+
+DATA_DEFAULTS = {
+    "name": "fashion-mnist",  # fashion-mnist | digits | imagefolder:PATH | cifar10:PATH
+    "root": None,             # overrides the dataset's default folder
+    "resolution": 32,         # square side the images are padded or resized to
+    "channels": 1,            # 1 or 3; converted as needed
+    "fit": "auto",            # pad | resize | auto (pad when at least 3/4 of the side, else resize)
+    "hflip": True,            # random horizontal flip of training batches
+    "train_size": None,       # seeded, stratified subset of the train split (count)
+    "test_size": None,        # same for the test split
+    "labels": 1.0,            # fraction of each class's labels kept for supervised stages
+    "seed": 0,
+}
+
+
+@dataclass
+class ImageSet:
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor  # int64 (N,)
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> "ImageSet":
+        return ImageSet(self.images[index], self.labels[index], self.classes)
+
+    def floats(self, index=slice(None)) -> torch.Tensor:
+        """Images in [-1, 1] as float32."""
+        return to_float(self.images[index])
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def fit_image(image: torch.Tensor, resolution: int, channels: int, fit: str) -> torch.Tensor:
+    """Convert channels, then pad or resize one uint8 (C,H,W) image (or a batch) to resolution."""
+    c = image.shape[-3]
+    if c != channels:
+        if c == 1 and channels == 3:
+            image = image.expand(*image.shape[:-3], 3, *image.shape[-2:])
+        elif c == 3 and channels == 1:
+            image = TF.rgb_to_grayscale(image)
+        else:
+            raise UserError(f"cannot convert {c}-channel images to {channels} channels")
+    h, w = image.shape[-2:]
+    if (h, w) == (resolution, resolution):
+        return image.contiguous()
+    if fit not in ("pad", "resize", "auto"):
+        raise UserError(f"unknown data.fit '{fit}' (pad, resize or auto)")
+    pad = fit == "pad" or (fit == "auto" and max(h, w) <= resolution and 4 * min(h, w) >= 3 * resolution)
+    if pad:
+        if max(h, w) > resolution:
+            raise UserError(f"cannot pad {h}x{w} images to {resolution}x{resolution}; use --data.fit resize")
+        left, top = (resolution - w) // 2, (resolution - h) // 2
+        return TF.pad(image, [left, top, resolution - w - left, resolution - h - top], fill=0).contiguous()
+    return TF.resize(image, [resolution, resolution], antialias=True).contiguous()
+
+
+def stratified_subset(labels: torch.Tensor, amount: float | int, seed: int) -> torch.Tensor:
+    """Sorted indices of a seeded, per-class subset: a fraction in (0, 1] or a total count.
+
+    Every class keeps at least one sample, so `labels: 0.001` still sees all classes.
+    """
+    n = len(labels)
+    if amount is None or (isinstance(amount, float) and amount == 1.0) or amount == n:
+        return torch.arange(n)
+    if amount <= 0 or (isinstance(amount, float) and amount > 1.0) or amount > n:
+        raise UserError(f"subset size {amount} is out of range for {n} samples "
+                        f"(a fraction in (0, 1] or a count up to {n})")
+    fraction = amount if isinstance(amount, float) and amount <= 1.0 else amount / n
+    gen = torch.Generator().manual_seed(seed)
+    keep = []
+    for cls in labels.unique():
+        members = (labels == cls).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=gen)]
+        keep.append(members[: max(1, round(fraction * len(members)))])
+    return torch.cat(keep).sort().values
+
+
+def load(cfg: dict, split: str, size_key: str | None = None) -> ImageSet:
+    """The split named by `cfg` (see DATA_DEFAULTS), fitted to resolution and channels, subset if asked."""
+    images, labels, classes = sources.read(cfg["name"], split, cfg.get("root"))
+    res, ch, fit = cfg["resolution"], cfg["channels"], cfg.get("fit", "auto")
+    if ch not in (1, 3):
+        raise UserError(f"data.channels must be 1 or 3, got {ch}")
+    if isinstance(images, list):
+        images = torch.stack([fit_image(img, res, ch, fit) for img in images])
+    else:
+        images = fit_image(images, res, ch, fit)
+    if len(labels) == 0:
+        raise UserError(f"dataset '{cfg['name']}' has no images in its {split} split")
+    if labels.min() < 0 or labels.max() >= len(classes):
+        raise UserError(f"dataset '{cfg['name']}': labels must lie in 0..{len(classes) - 1}")
+    data = ImageSet(images, labels, classes)
+    size = cfg.get(size_key or f"{split}_size")
+    if size is not None:
+        data = data.subset(stratified_subset(data.labels, size, cfg.get("seed", 0)))
+    return data
+
+
+def labelled(data: ImageSet, fraction: float, seed: int) -> ImageSet:
+    """The part of `data` whose labels are kept under a label fraction (stratified, seeded)."""
+    return data.subset(stratified_subset(data.labels, fraction, seed))
+
+
+def hflip_batch(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Flip a random half of a batch horizontally, reproducibly from `generator`."""
+    flip = torch.rand(len(images), generator=generator) < 0.5
+    if flip.any():
+        images = images.clone()
+        images[flip] = TF.horizontal_flip(images[flip])
+    return images

@@ -1,0 +1,1 @@
+"""Training and sampling a DDPM, for users who have no pre-trained one."""

@@ -1,0 +1,124 @@
+"""The one place every method trains through: run directory, loggers, checkpoints, resume, metrics.
+
+    out = prepare_run(out, cfg, resume)        # writes out/config.yaml
+    trainer = fit(module, cfg["trainer"], out, resume)
+    write_metrics(out, {...})                  # out/metrics.json
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from diffrep import config as config_lib
+from diffrep.errors import UserError
+from diffrep.train.checkpoint_io import AtomicCheckpointIO
+
+TRAINER_DEFAULTS = {
+    "max_steps": 1000,
+    "accelerator": "auto",
+    "devices": 1,
+    "strategy": "auto",
+    "num_nodes": 1,
+    "precision": "32-true",
+    "gradient_clip_val": None,
+    "log_every_n_steps": 25,
+    "checkpoint_every_n_steps": 500,
+    "progress_bar": True,
+}
+
+LAST = "last.ckpt"
+
+
+class StepProgressBar(TQDMProgressBar):
+    """Progress in optimizer steps out of max_steps (the training stream itself is endless)."""
+
+    def on_train_epoch_start(self, trainer, *args):
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.reset(total=trainer.max_steps)
+        self.train_progress_bar.initial = trainer.global_step
+        self.train_progress_bar.set_description("training")
+
+
+class StepCheckpoint(Callback):
+    """Writes checkpoints/last.ckpt every N optimizer steps and when training ends."""
+
+    def __init__(self, directory: Path, every_n_steps: int):
+        self.path, self.every = Path(directory) / LAST, max(1, int(every_n_steps))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step % self.every == 0:
+            trainer.save_checkpoint(self.path)
+
+    def on_train_end(self, trainer, pl_module):
+        trainer.save_checkpoint(self.path)
+
+
+def checkpoint_path(out: Path) -> Path:
+    return Path(out) / "checkpoints" / LAST
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def prepare_run(out: str | Path, cfg: dict, resume: bool = False) -> Path:
+    """Create the run directory and write the resolved config; refuse to overwrite a run by accident."""
+    out = Path(out)
+    if checkpoint_path(out).exists() and not resume:
+        raise UserError(f"{out} already holds a run (checkpoints/{LAST}); pass --resume to continue it "
+                        f"or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_text(out / "config.yaml", config_lib.dump(cfg))
+    return out
+
+
+def write_metrics(out: str | Path, metrics: dict) -> dict:
+    """metrics.json: a flat object of numbers, merged with what the run wrote before."""
+    path = Path(out) / "metrics.json"
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    merged.update({k: (float(v) if not isinstance(v, (int, str)) else v) for k, v in metrics.items()})
+    _write_text(path, json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    return merged
+
+
+def build_trainer(tcfg: dict, out: Path, callbacks: list | None = None) -> L.Trainer:
+    out = Path(out)
+    callbacks = list(callbacks or []) + [StepCheckpoint(out / "checkpoints", tcfg["checkpoint_every_n_steps"])]
+    if tcfg["progress_bar"]:
+        callbacks.append(StepProgressBar(refresh_rate=max(1, tcfg["log_every_n_steps"] // 5)))
+    return L.Trainer(
+        max_steps=tcfg["max_steps"], max_epochs=-1,
+        accelerator=tcfg["accelerator"], devices=tcfg["devices"], strategy=tcfg["strategy"],
+        num_nodes=tcfg["num_nodes"], precision=tcfg["precision"],
+        gradient_clip_val=tcfg["gradient_clip_val"],
+        logger=[TensorBoardLogger(out, name="logs", version=""), CSVLogger(out, name="logs", version="")],
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+        enable_checkpointing=False, enable_progress_bar=tcfg["progress_bar"],
+        enable_model_summary=False, log_every_n_steps=tcfg["log_every_n_steps"],
+        num_sanity_val_steps=0, limit_val_batches=0,
+    )
+
+
+def fit(module: L.LightningModule, tcfg: dict, out: str | Path, resume: bool = False,
+        callbacks: list | None = None) -> L.Trainer:
+    """Train `module`; with resume, continue from out/checkpoints/last.ckpt when there is one."""
+    out = Path(out)
+    ckpt = checkpoint_path(out)
+    if resume and not ckpt.exists():
+        print(f"--resume: no checkpoint in {ckpt.parent}, starting from scratch")
+    trainer = build_trainer(tcfg, out, callbacks)
+    with warnings.catch_warnings():
+        # The step-indexed stream resumes itself (see train/steps.py); Lightning cannot know that.
+        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch.*")
+        warnings.filterwarnings("ignore", message=".*weights_only.*")
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(module, ckpt_path=str(ckpt) if resume and ckpt.exists() else None)
+    return trainer

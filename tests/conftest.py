@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny UNet teacher on disk, small image folders, the CLI in a subprocess."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import UNet2DModel
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+TINY_UNET = dict(
+    sample_size=16, in_channels=1, out_channels=1, block_out_channels=(16, 16, 32, 32), layers_per_block=1,
+    down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    norm_num_groups=8, attention_head_dim=8,
+)
+TINY_FIT = ["--data.train_size", "256", "--data.resolution", "16", "--model.block_out_channels", "[16,16,32,32]",
+            "--model.norm_num_groups", "8", "--model.attention_head_dim", "8", "--optim.batch_size", "8",
+            "--optim.warmup_steps", "1", "--optim.lr", "1e-3", "--sample.n", "4", "--sample.steps", "2",
+            "--trainer.log_every_n_steps", "2", "--trainer.progress_bar", "false"]
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(tmp_path_factory) -> Path:
+    """A randomly initialised tiny UNet2DModel saved as a diffusers directory (no scheduler config)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("teacher")
+    UNet2DModel(**TINY_UNET).save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Run `diffrep ARGS` in a fresh interpreter, as a user would."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "diffrep.cli", *args], capture_output=True, text=True,
+                          env=env, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"diffrep {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
