@@ -36,7 +36,8 @@ def test_label_fraction_keeps_one_percent_of_each_class():
     kept = data.labelled(train, 0.01, seed=0)
     assert kept.labels.bincount().tolist() == [60] * 10
     assert data.labelled(train, 0.00001, seed=0).labels.bincount().tolist() == [1] * 10  # every class kept
-    with pytest.raises(UserError, match="out of range"):
+    assert len(data.labelled(train, 1, seed=0)) == len(train)  # an integer 1 means all labels, not one
+    with pytest.raises(UserError, match="must be a fraction"):
         data.labelled(train, 1.5, seed=0)
 
 

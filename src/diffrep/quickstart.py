@@ -4,15 +4,12 @@ For now: the shipped teacher's summary and taps (teacher_info.txt) and a sample 
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 from diffrep.dpm.sample import sample, save_grid
 from diffrep.teacher import load_teacher
-from diffrep.teacher.info import main as teacher_info
+from diffrep.teacher.info import describe
 from diffrep.train import write_metrics
 
 DEFAULTS = {
@@ -29,12 +26,9 @@ def run(cfg: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     teacher = load_teacher(cfg["teacher"])
 
-    text = io.StringIO()
-    with contextlib.redirect_stdout(text):
-        teacher_info(SimpleNamespace(path=cfg["teacher"], depth=None))
-    (out / "teacher_info.txt").write_text(text.getvalue())
-    print(teacher.summary())
-    print(f"{len(teacher.taps)} taps, listed in {out / 'teacher_info.txt'}")
+    (out / "teacher_info.txt").write_text(describe(teacher) + "\n")
+    print(describe(teacher, max_depth=1))
+    print(f"(all {len(teacher.taps)} taps, with the modules inside the blocks: {out / 'teacher_info.txt'})")
 
     s = cfg["samples"]
     grid = save_grid(sample(teacher.unet, teacher.scheduler, s["n"], s["sampler"], s["steps"], cfg["seed"]),

@@ -111,8 +111,10 @@ def load(cfg: dict, split: str, size_key: str | None = None) -> ImageSet:
 
 
 def labelled(data: ImageSet, fraction: float, seed: int) -> ImageSet:
-    """The part of `data` whose labels are kept under a label fraction (stratified, seeded)."""
-    return data.subset(stratified_subset(data.labels, fraction, seed))
+    """The part of `data` whose labels are kept under a label fraction in (0, 1] (stratified, seeded)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise UserError(f"data.labels must be a fraction in (0, 1], got {fraction!r}")
+    return data.subset(stratified_subset(data.labels, float(fraction), seed))
 
 
 def hflip_batch(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -30,7 +30,7 @@ weights (decay {cfg['optim']['ema_decay']}). Load it with plain diffusers,
 | data | {cfg['data']['name']} train split, {cfg['data']['channels']} x {cfg['data']['resolution']} x {cfg['data']['resolution']}, in [-1, 1] |
 | steps | {metrics['steps']} at batch {cfg['optim']['batch_size']} x {metrics['world_size']} device(s) ({metrics['steps'] * cfg['optim']['batch_size'] * metrics['world_size']:,} images seen) |
 | wall time | {hours} h {rest // 60} min of training ({metrics['train_seconds']:.0f} s) |
-| final loss | {metrics['final_loss']:.4f} (mean epsilon MSE over the last 100 steps) |
+| final loss | {metrics.get('final_loss', float('nan')):.4f} (mean epsilon MSE over the last 100 steps) |
 | schedule | T = {cfg['schedule']['num_train_timesteps']}, {cfg['schedule']['beta_schedule']} betas {cfg['schedule']['beta_start']} .. {cfg['schedule']['beta_end']} |
 
 Samples ({cfg['sample']['sampler'].upper()}, {cfg['sample']['steps']} steps, seed {cfg['seed']}):

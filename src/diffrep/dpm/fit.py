@@ -54,10 +54,11 @@ def run(cfg: dict, resume: bool = False) -> dict:
     start = time.perf_counter()
     grid = save_grid(sample(module.ema.module, module.scheduler, cfg["sample"]["n"], cfg["sample"]["sampler"],
                             cfg["sample"]["steps"], cfg["seed"]), out / "samples.png")
-    recent = list(module.recent_losses)
+    losses = module.recent_losses
     metrics = write_metrics(out, {
-        "steps": module.global_step, "world_size": trainer.world_size, "parameters": params, "train_seconds": module.train_seconds,
-        "final_loss": sum(recent) / max(1, len(recent)), "sample_seconds": time.perf_counter() - start,
+        "steps": module.global_step, "world_size": trainer.world_size, "parameters": params,
+        "train_seconds": module.train_seconds, "sample_seconds": time.perf_counter() - start,
+        **({"final_loss": sum(losses) / len(losses)} if losses else {}),
     })
     write_card(model_dir, cfg, metrics, grid, command_line(cfg))
     print(f"saved the EMA model and its model card to {model_dir}, samples to {grid}")

@@ -64,9 +64,11 @@ class DDPMModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint):
         self._tick()
         checkpoint["train_seconds"] = self.train_seconds
+        checkpoint["recent_losses"] = list(self.recent_losses)
 
     def on_load_checkpoint(self, checkpoint):
         self.train_seconds = checkpoint.get("train_seconds", 0.0)
+        self.recent_losses.extend(checkpoint.get("recent_losses", []))
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.unet.parameters(), lr=self.optim["lr"])
