@@ -1,0 +1,154 @@
+"""`diffrep probe`: linear-probe a teacher's features over timesteps, taps and input modes.
+
+Writes probe.csv, heatmap_<input>.png, vs_t.png, report.md, metrics.json and config.yaml to --out.
+The protocol and the effective-rank definitions are in the docstring of diffrep.probe.
+"""
+from __future__ import annotations
+
+import csv
+import resource
+import time
+from pathlib import Path
+
+from diffrep import config as config_lib
+from diffrep import data as data_lib
+from diffrep.errors import UserError
+from diffrep.probe.features import parse_pool
+from diffrep.probe.linear import PROBE_DEFAULTS
+from diffrep.probe.sweep import COLUMNS, best, parse_inputs, parse_taps, parse_timesteps
+from diffrep.probe.sweep import run as sweep
+from diffrep.report.plots import curves_vs_t, heatmap
+from diffrep.teacher import Teacher, load_teacher
+from diffrep.train import write_metrics
+
+DEFAULTS = {
+    "teacher": None,            # diffusers UNet2DModel directory; default: the shipped teacher
+    "data": {**data_lib.DATA_DEFAULTS, "resolution": None, "channels": None},  # null: the teacher's
+    "timesteps": None,          # list or "0,10,50"; null: 0,10,50,100,250,500,750,999 (scaled to T)
+    "taps": None,               # list or "mid_block,up_blocks.0"; null: one per stage (see default_taps)
+    "inputs": ["clean", "noised"],
+    "pool": "gap",              # gap | grid:K (K x K average-pooled grid, flattened)
+    "noise_draws": 1,           # noised input: average the pooled features of this many noise draws
+    "batch_size": 256,
+    "random_teacher": True,     # also probe a randomly initialised teacher of the same architecture
+    "probe": {**PROBE_DEFAULTS},
+    "progress_bar": True,
+    "seed": 0,
+    "out": "runs/probe",
+}
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def resolve(cfg: dict, teacher: Teacher) -> dict:
+    """The config with the teacher's resolution/channels, timesteps, taps and inputs filled in and checked."""
+    cfg = {**cfg, "data": {**cfg["data"]}, "probe": {**cfg["probe"]}}
+    for key, value in (("resolution", teacher.resolution), ("channels", teacher.channels)):
+        if cfg["data"][key] is None:
+            cfg["data"][key] = value
+        elif cfg["data"][key] != value:
+            raise UserError(f"data.{key} is {cfg['data'][key]} but the teacher expects {value}; "
+                            f"drop --data.{key} to use the teacher's")
+    cfg["timesteps"] = parse_timesteps(cfg["timesteps"], teacher.num_timesteps)
+    cfg["taps"] = parse_taps(teacher, cfg["taps"])
+    cfg["inputs"] = parse_inputs(cfg["inputs"])
+    parse_pool(cfg["pool"])
+    for name, value in (("noise_draws", cfg["noise_draws"]), ("batch_size", cfg["batch_size"]),
+                        ("probe.max_iter", cfg["probe"]["max_iter"])):
+        _positive_int(value, name)
+    if not isinstance(cfg["probe"]["weight_decay"], (int, float)) or cfg["probe"]["weight_decay"] < 0:
+        raise UserError(f"probe.weight_decay must be a number >= 0, got {cfg['probe']['weight_decay']!r}")
+    return cfg
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row[k] is None else f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
+                             for k in COLUMNS})
+    return path
+
+
+def plot(rows: list[dict], cfg: dict, out: Path) -> list[Path]:
+    """A t x tap accuracy heatmap per input mode and accuracy / effective rank against t."""
+    trained = {(r["input"], r["t"], r["tap"]): r for r in rows if r["teacher"] == "trained"}
+    ts, taps = cfg["timesteps"], cfg["taps"]
+    paths = [heatmap([[trained[mode, t, tap]["accuracy"] for tap in taps] for t in ts], ts, taps,
+                     out / f"heatmap_{mode}.png", title=f"linear-probe accuracy, {mode} input",
+                     xlabel="tap", ylabel="timestep t", colorbar="test accuracy")
+             for mode in cfg["inputs"]]
+    panels = [(ylabel, {f"{tap} | {mode}": (ts, [trained[mode, t, tap][key] for t in ts])
+                        for mode in cfg["inputs"] for tap in taps})
+              for ylabel, key in (("test accuracy", "accuracy"), ("effective rank exp(H)", "erank_entropy"))]
+    hlines = [(0, best(rows, "pixels")["accuracy"], "raw pixels", "--")]
+    if cfg["random_teacher"]:
+        hlines.append((0, best(rows, "random")["accuracy"], "random teacher (best)", ":"))
+    paths.append(curves_vs_t(panels, out / "vs_t.png", "trained teacher (colour: tap, line style: input)", hlines))
+    return paths
+
+
+def _describe(row: dict) -> str:
+    return f"{row['accuracy']:.4f} ({row['input']} input, t = {row['t']}, tap {row['tap']}, {row['dim']} dims)"
+
+
+def write_report(rows: list[dict], cfg: dict, teacher: Teacher, sizes: tuple[int, int], plots: list[Path],
+                 out: Path) -> Path:
+    top, pixels, random = best(rows), best(rows, "pixels"), best(rows, "random")
+    lines = [
+        "# Linear probe of a diffusion model's features", "",
+        f"- teacher: `{teacher.path}`; data: {cfg['data']['name']}, {sizes[0]} train / {sizes[1]} test images",
+        f"- pool: {cfg['pool']}; inputs: {', '.join(cfg['inputs'])}; noise draws: {cfg['noise_draws']}; "
+        f"weight decay {cfg['probe']['weight_decay']:g}, {cfg['probe']['max_iter']} L-BFGS iterations",
+        f"- timesteps: {', '.join(map(str, cfg['timesteps']))}; taps: {', '.join(cfg['taps'])}", "",
+        f"**Best**: {_describe(top)}; effective rank {top['erank_entropy']:.1f} "
+        f"(count above 1e-3: {top['erank_count']}).", "",
+        f"Baselines: raw pixels {pixels['accuracy']:.4f} ({pixels['dim']} dims)"
+        + (f"; random teacher best {_describe(random)}." if random else "; random teacher not run."), "",
+        "| input | best t | best tap | accuracy |", "|---|---|---|---|",
+    ]
+    for mode in cfg["inputs"]:
+        row = best([r for r in rows if r["input"] == mode])
+        lines.append(f"| {mode} | {row['t']} | {row['tap']} | {row['accuracy']:.4f} |")
+    lines += [""] + [f"![{p.stem}]({p.name})" for p in plots]
+    lines += ["", "Every probe is in `probe.csv`; the protocol and the effective-rank definitions are in the "
+              "docstring of `diffrep.probe`."]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run(cfg: dict) -> dict:
+    start = time.perf_counter()
+    teacher = load_teacher(cfg["teacher"])
+    cfg = resolve(cfg, teacher)
+    train = data_lib.load(cfg["data"], "train")
+    if cfg["data"]["labels"] not in (None, 1, 1.0):
+        train = data_lib.labelled(train, cfg["data"]["labels"], cfg["data"]["seed"])
+    test = data_lib.load(cfg["data"], "test")
+    out = Path(cfg["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(config_lib.dump(cfg))
+    print(f"probing {len(cfg['taps'])} taps x {len(cfg['timesteps'])} timesteps x {len(cfg['inputs'])} inputs "
+          f"of {teacher.path} on {len(train)} train / {len(test)} test {cfg['data']['name']} images -> {out}")
+    rows = sweep(teacher, train, test, cfg["timesteps"], cfg["taps"], cfg["inputs"], cfg["pool"],
+                 cfg["noise_draws"], cfg["batch_size"], cfg["random_teacher"], cfg["probe"]["weight_decay"],
+                 cfg["probe"]["max_iter"], cfg["seed"], cfg["progress_bar"])
+    write_csv(rows, out / "probe.csv")
+    report = write_report(rows, cfg, teacher, (len(train), len(test)), plot(rows, cfg, out), out)
+    top = best(rows)
+    metrics = {"best_accuracy": top["accuracy"], "best_t": top["t"], "best_tap": top["tap"],
+               "best_input": top["input"], "best_erank_entropy": top["erank_entropy"],
+               "pixel_accuracy": best(rows, "pixels")["accuracy"], "probes": len(rows),
+               "train_size": len(train), "test_size": len(test)}
+    if cfg["random_teacher"]:
+        metrics["random_teacher_best_accuracy"] = best(rows, "random")["accuracy"]
+    metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    metrics["seconds"] = time.perf_counter() - start
+    print(f"best: {_describe(top)}; raw pixels {metrics['pixel_accuracy']:.4f}; report in {report}")
+    return write_metrics(out, metrics)
