@@ -11,8 +11,7 @@ import torch
 
 def centred_gram(x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     """The float64 Gram matrix of the centred rows of x (N, D): D x D, or N x N when D > N (same spectrum)."""
-    x64_mean = x.double().mean(0) if len(x) <= chunk else sum(
-        x[i:i + chunk].double().sum(0) for i in range(0, len(x), chunk)) / len(x)
+    x64_mean = sum(x[i:i + chunk].double().sum(0) for i in range(0, len(x), chunk)) / len(x)
     if x.shape[1] > len(x):
         xc = x.double() - x64_mean
         return xc @ xc.T
