@@ -12,7 +12,7 @@ from diffrep.errors import UserError
 from diffrep.probe import (best, default_taps, default_timesteps, effective_rank, extract, feature_rank, probe,
                            random_like, run, singular_values)
 from diffrep.probe import command
-from diffrep.probe.features import parse_pool
+from diffrep.probe.features import extract_pools, parse_pool, parse_pools
 from diffrep.probe.sweep import COLUMNS, parse_inputs, parse_timesteps
 from diffrep.teacher import load_teacher
 
@@ -128,6 +128,24 @@ def test_noised_features_are_reproducible_and_paired_across_t_and_teachers(teach
     torch.testing.assert_close(x_t[:4], recorded_inputs(teacher, lambda: noised(teacher, 300))[0][:4])
 
 
+def test_several_pools_come_from_one_pass_and_equal_single_pool_extraction(teacher, images):
+    assert parse_pools("gap, grid:2,gap") == ["gap", "grid:2"] and parse_pools(["grid:4"]) == ["grid:4"]
+    with pytest.raises(UserError, match="bad pool 'grid'"):
+        parse_pools("gap,grid")
+    passes = []
+    handle = teacher.unet.conv_in.register_forward_hook(lambda *args: passes.append(1))
+    try:
+        both = extract_pools(teacher, images, 50, ["mid_block", "down_blocks.1"], "noised", ["gap", "grid:2"],
+                             batch_size=4)
+    finally:
+        handle.remove()
+    assert len(passes) == 3  # 10 images in batches of 4: one pass per batch for both pools and both taps
+    for pool in ("gap", "grid:2"):
+        single = extract(teacher, images, 50, ["mid_block", "down_blocks.1"], "noised", pool, batch_size=4)
+        for tap in single:
+            torch.testing.assert_close(both[pool][tap], single[tap], rtol=0, atol=0)
+
+
 def test_run_returns_rows_and_the_best_timestep(teacher):
     data = {**TINY_DATA, "train_size": 100, "test_size": 50}
     rows = run(teacher, load(data, "train"), load(data, "test"), timesteps="0,900", taps="mid_block",
@@ -178,3 +196,23 @@ def test_cli_probe_writes_table_plots_report_and_metrics(tiny_teacher_dir, tmp_p
     report = (out / "report.md").read_text()
     assert "![vs_t](vs_t.png)" in report and f"{metrics['best_accuracy']:.4f}" in report
     assert "resolution: 16" in (out / "config.yaml").read_text()
+
+
+def test_cli_probe_with_two_pools_reports_each(tiny_teacher_dir, tmp_path):
+    out = tmp_path / "probe"
+    run_cli("probe", "--teacher", str(tiny_teacher_dir), "--data", "digits", "--data.resolution", "16",
+            "--data.train_size", "100", "--data.test_size", "50", "--timesteps", "0", "--inputs", "clean",
+            "--taps", "mid_block", "--pool", "gap,grid:2", "--out", str(out))
+    rows = list(csv.DictReader((out / "probe.csv").open()))
+    assert [(r["teacher"], r["pool"], r["dim"]) for r in rows] == [
+        ("pixels", "", "256"), ("trained", "gap", "32"), ("trained", "grid:2", "128"),
+        ("random", "gap", "32"), ("random", "grid:2", "128")]
+    for name in ("heatmap_clean_gap.png", "heatmap_clean_grid2.png", "vs_t_gap.png", "vs_t_grid2.png"):
+        assert (out / name).is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    by_rows = {r["pool"]: float(r["accuracy"]) for r in rows if r["teacher"] == "trained"}
+    assert metrics["grid2_best_accuracy"] == pytest.approx(by_rows["grid:2"], abs=1e-5)
+    assert metrics["gap_points_over_pixels"] == pytest.approx(100 * (by_rows["gap"] - float(rows[0]["accuracy"])),
+                                                              abs=1e-3)
+    assert metrics["best_pool"] in ("gap", "grid:2") and "| grid:2 | clean | 0 | mid_block |" in (
+        out / "report.md").read_text()

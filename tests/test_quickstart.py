@@ -14,8 +14,16 @@ def test_shipped_teacher_is_a_plain_diffusers_directory_under_20mb():
     assert {"down_blocks.1", "mid_block", "mid_block.resnets.1.conv2", "up_blocks.0"} <= set(teacher.taps)
 
 
-def test_quickstart_writes_info_and_samples(tmp_path):
-    run_cli("quickstart", "--samples.n", "4", "--samples.steps", "2", "--out", str(tmp_path))
+def test_quickstart_writes_info_samples_a_probe_and_a_distilled_student(tmp_path):
+    run_cli("quickstart", "--samples.n", "4", "--samples.steps", "2", "--probe.train_size", "200",
+            "--probe.test_size", "100", "--probe.timesteps", "0,500", "--distill.steps", "2",
+            "--distill.batch_size", "16", "--finetune.steps", "2", "--finetune.batch_size", "16",
+            "--finetune.test_size", "100", "--out", str(tmp_path))
     assert "mid_block.resnets.1.conv2" in (tmp_path / "teacher_info.txt").read_text()
     assert (tmp_path / "samples.png").stat().st_size > 0
-    assert json.loads((tmp_path / "metrics.json").read_text())["taps"] > 10
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["taps"] > 10 and metrics["probe_best_t"] in (0, 500) and 0.1 < metrics["probe_best_accuracy"] <= 1
+    assert {"probe.csv", "report.md", "heatmap_clean.png", "heatmap_noised.png"} <= {
+        p.name for p in (tmp_path / "probe").iterdir()}
+    assert (tmp_path / "distill" / "student.safetensors").is_file() and (tmp_path / "distill" / "timesteps.png").is_file()
+    assert 0 <= metrics["finetune_distilled_accuracy"] <= 1 and 0 <= metrics["finetune_random_accuracy"] <= 1

@@ -19,9 +19,15 @@ CONFIGURED = {
     ("dpm", "fit"): ("diffrep.dpm.fit", "train a DDPM (epsilon prediction, EMA) on a named dataset", True),
     ("dpm", "sample"): ("diffrep.dpm.sample_command", "sample a DDPM with DDPM or DDIM to a PNG grid", False),
     ("probe",): ("diffrep.probe.command", "linear-probe a teacher's features over timesteps, taps and inputs", False),
+    ("finetune",): ("diffrep.tasks.finetune", "fine-tune a student (random or distilled backbone) on labelled data",
+                    True),
+    ("distill",): ("diffrep.repfusion.distill", "RepFusion: distil a teacher's features into a student", True),
+    ("experiment", "repfusion"): ("diffrep.repfusion.experiment",
+                                  "RepFusion vs random init: every variant x label fraction x seed, one table", False),
     ("quickstart",): ("diffrep.quickstart", "the main job on the shipped teacher: info and samples", False),
 }
-GROUPS = {"teacher": "inspect a pre-trained DPM", "dpm": "train and sample a DDPM of your own"}
+GROUPS = {"teacher": "inspect a pre-trained DPM", "dpm": "train and sample a DDPM of your own",
+          "experiment": "the experiments behind the README's tables, resumable"}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,13 +1,20 @@
 """`diffrep quickstart`: the main job on the embedded default, in a few minutes on 2 CPU cores.
 
-For now: the shipped teacher's summary and taps (teacher_info.txt) and a sample grid (samples.png).
+The shipped teacher's summary and taps (teacher_info.txt), a sample grid (samples.png), a probe of its
+features on a Fashion-MNIST subset (probe/: table, heatmaps, report), and a short RepFusion distillation
+(distill/) whose student is fine-tuned on 1% of the labels next to a randomly initialised one (finetune-*/).
+Each step is one of the full commands with small settings.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from diffrep import config as config_lib
 from diffrep.dpm.sample import sample, save_grid
+from diffrep.probe import command as probe_command
+from diffrep.repfusion import distill
+from diffrep.tasks import finetune
 from diffrep.teacher import load_teacher
 from diffrep.teacher.info import describe
 from diffrep.train import write_metrics
@@ -15,6 +22,11 @@ from diffrep.train import write_metrics
 DEFAULTS = {
     "teacher": None,  # default: the shipped Fashion-MNIST teacher
     "samples": {"n": 64, "sampler": "ddim", "steps": 50},
+    # `diffrep probe` on a subset: every default tap, four timesteps, both inputs, both baselines
+    "probe": {"train_size": 2000, "test_size": 1000, "timesteps": "0,50,250,750", "pool": "gap"},
+    # `diffrep distill` with the policy, then `diffrep finetune` from its student and from random init
+    "distill": {"steps": 100, "batch_size": 64, "labels": 0.01},
+    "finetune": {"steps": 100, "batch_size": 64, "labels": 0.01, "test_size": 2000},
     "seed": 0,
     "out": "out/quickstart",
 }
@@ -34,6 +46,36 @@ def run(cfg: dict) -> dict:
     grid = save_grid(sample(teacher.unet, teacher.scheduler, s["n"], s["sampler"], s["steps"], cfg["seed"]),
                      out / "samples.png")
     print(f"samples: {grid}")
+
+    p = cfg["probe"]
+    probe_cfg = config_lib.resolve(probe_command.DEFAULTS, None, {
+        "teacher": cfg["teacher"], "data": {"train_size": p["train_size"], "test_size": p["test_size"]},
+        "timesteps": p["timesteps"], "pool": p["pool"], "seed": cfg["seed"], "out": str(out / "probe")})
+    probe = probe_command.run(probe_cfg)
+
+    d, f = cfg["distill"], cfg["finetune"]
+    student = {"arch": "resnet18", "stem": "imagenet"}  # torchvision's stem: fast on 32 x 32 images
+    distill_cfg = config_lib.resolve(distill.DEFAULTS, None, {
+        "teacher": cfg["teacher"], "student": student, "data": {"labels": d["labels"]},
+        "optim": {"batch_size": d["batch_size"]}, "trainer": {"max_steps": d["steps"]}, "seed": cfg["seed"],
+        "out": str(out / "distill")})
+    distilled = distill.run(distill_cfg, resume=True)
+    accuracy = {}
+    for name, init in (("random", None), ("distilled", str(out / "distill" / "student.safetensors"))):
+        ft_cfg = config_lib.resolve(finetune.DEFAULTS, None, {
+            "init": init, "student": student if init is None else {}, "data": {
+                "labels": f["labels"], "test_size": f["test_size"]},
+            "optim": {"batch_size": f["batch_size"], "warmup_steps": 10, "lr": 0.05},
+            "trainer": {"max_steps": f["steps"]}, "seed": cfg["seed"], "out": str(out / f"finetune-{name}")})
+        accuracy[name] = finetune.run(ft_cfg, resume=True)["test_accuracy"]
+    print(f"fine-tuned on {f['labels']:.0%} of the labels for {f['steps']} steps: test accuracy "
+          f"{accuracy['distilled']:.2%} from the distilled student, {accuracy['random']:.2%} from random init "
+          f"(a short demo; the README's table comes from `diffrep experiment repfusion`)")
     seconds = time.perf_counter() - start
     print(f"quickstart finished in {seconds:.0f} s; everything is in {out}/")
-    return write_metrics(out, {"seconds": seconds, "taps": len(teacher.taps)})
+    return write_metrics(out, {"seconds": seconds, "taps": len(teacher.taps),
+                               **{f"probe_{key}": probe[key] for key in ("best_accuracy", "best_t", "pixel_accuracy",
+                                                                         "random_teacher_best_accuracy")},
+                               "distill_t_mean": distilled.get("t_mean", float("nan")),
+                               "finetune_distilled_accuracy": accuracy["distilled"],
+                               "finetune_random_accuracy": accuracy["random"]})

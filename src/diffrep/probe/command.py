@@ -13,7 +13,7 @@ from pathlib import Path
 from diffrep import config as config_lib
 from diffrep import data as data_lib
 from diffrep.errors import UserError
-from diffrep.probe.features import parse_pool
+from diffrep.probe.features import parse_pools
 from diffrep.probe.linear import PROBE_DEFAULTS
 from diffrep.probe.sweep import COLUMNS, best, parse_inputs, parse_taps, parse_timesteps
 from diffrep.probe.sweep import run as sweep
@@ -27,7 +27,7 @@ DEFAULTS = {
     "timesteps": None,          # list or "0,10,50"; null: 0,10,50,100,250,500,750,999 (scaled to T)
     "taps": None,               # list or "mid_block,up_blocks.0"; null: one per stage (see default_taps)
     "inputs": ["clean", "noised"],
-    "pool": "gap",              # gap | grid:K (K x K average-pooled grid, flattened)
+    "pool": "gap",              # gap | grid:K (K x K average-pooled grid, flattened) | several: gap,grid:2
     "noise_draws": 1,           # noised input: average the pooled features of this many noise draws
     "batch_size": 256,
     "random_teacher": True,     # also probe a randomly initialised teacher of the same architecture
@@ -56,7 +56,7 @@ def resolve(cfg: dict, teacher: Teacher) -> dict:
     cfg["timesteps"] = parse_timesteps(cfg["timesteps"], teacher.num_timesteps)
     cfg["taps"] = parse_taps(teacher, cfg["taps"])
     cfg["inputs"] = parse_inputs(cfg["inputs"])
-    parse_pool(cfg["pool"])
+    cfg["pool"] = parse_pools(cfg["pool"])
     for name, value in (("noise_draws", cfg["noise_draws"]), ("batch_size", cfg["batch_size"]),
                         ("probe.max_iter", cfg["probe"]["max_iter"])):
         _positive_int(value, name)
@@ -76,45 +76,72 @@ def write_csv(rows: list[dict], path: Path) -> Path:
 
 
 def plot(rows: list[dict], cfg: dict, out: Path) -> list[Path]:
-    """A t x tap accuracy heatmap per input mode and accuracy / effective rank against t."""
-    trained = {(r["input"], r["t"], r["tap"]): r for r in rows if r["teacher"] == "trained"}
-    ts, taps = cfg["timesteps"], cfg["taps"]
-    paths = [heatmap([[trained[mode, t, tap]["accuracy"] for tap in taps] for t in ts], ts, taps,
-                     out / f"heatmap_{mode}.png", title=f"linear-probe accuracy, {mode} input",
-                     xlabel="tap", ylabel="timestep t", colorbar="test accuracy")
-             for mode in cfg["inputs"]]
-    panels = [(ylabel, {f"{tap} | {mode}": (ts, [trained[mode, t, tap][key] for t in ts])
-                        for mode in cfg["inputs"] for tap in taps})
-              for ylabel, key in (("test accuracy", "accuracy"), ("effective rank exp(H)", "erank_entropy"))]
-    hlines = [(0, best(rows, "pixels")["accuracy"], "raw pixels", "--")]
-    if cfg["random_teacher"]:
-        hlines.append((0, best(rows, "random")["accuracy"], "random teacher (best)", ":"))
-    paths.append(curves_vs_t(panels, out / "vs_t.png", "trained teacher (colour: tap, line style: input)", hlines))
+    """Per pooling: a t x tap accuracy heatmap per input mode and accuracy / effective rank against t.
+
+    File names carry the pooling only when there are several (heatmap_clean.png or heatmap_clean_grid2.png).
+    """
+    trained = {(r["input"], r["t"], r["tap"], r["pool"]): r for r in rows if r["teacher"] == "trained"}
+    ts, taps, paths = cfg["timesteps"], cfg["taps"], []
+    for pool in cfg["pool"]:
+        suffix = "_" + pool.replace(":", "") if len(cfg["pool"]) > 1 else ""
+        paths += [heatmap([[trained[mode, t, tap, pool]["accuracy"] for tap in taps] for t in ts], ts, taps,
+                          out / f"heatmap_{mode}{suffix}.png", title=f"linear-probe accuracy, {mode} input, {pool}",
+                          xlabel="tap", ylabel="timestep t", colorbar="test accuracy")
+                  for mode in cfg["inputs"]]
+        panels = [(ylabel, {f"{tap} | {mode}": (ts, [trained[mode, t, tap, pool][key] for t in ts])
+                            for mode in cfg["inputs"] for tap in taps})
+                  for ylabel, key in (("test accuracy", "accuracy"), ("effective rank exp(H)", "erank_entropy"))]
+        hlines = [(0, best(rows, "pixels")["accuracy"], "raw pixels", "--")]
+        if cfg["random_teacher"]:
+            hlines.append((0, best(rows, "random", pool)["accuracy"], "random teacher (best)", ":"))
+        paths.append(curves_vs_t(panels, out / f"vs_t{suffix}.png",
+                                 f"trained teacher, {pool} (colour: tap, line style: input)", hlines))
     return paths
 
 
 def _describe(row: dict) -> str:
-    return f"{row['accuracy']:.4f} ({row['input']} input, t = {row['t']}, tap {row['tap']}, {row['dim']} dims)"
+    return (f"{row['accuracy']:.4f} ({row['input']} input, t = {row['t']}, tap {row['tap']}, {row['pool']}, "
+            f"{row['dim']} dims)")
+
+
+def by_pool(rows: list[dict], pools: list[str]) -> dict[str, dict]:
+    """Per pooling: the trained teacher's best probe, the random teacher's best, and the margins over both
+    baselines in accuracy points (the probe issue's bar: >= 5 over raw pixels, >= 4 over the random teacher)."""
+    pixels, summary = best(rows, "pixels")["accuracy"], {}
+    for pool in pools:
+        top, random = best(rows, "trained", pool), best(rows, "random", pool)
+        summary[pool] = {"best_accuracy": top["accuracy"], "best_t": top["t"], "best_tap": top["tap"],
+                         "best_input": top["input"], "points_over_pixels": 100 * (top["accuracy"] - pixels)}
+        if random:
+            summary[pool] |= {"random_teacher_best_accuracy": random["accuracy"],
+                              "points_over_random_teacher": 100 * (top["accuracy"] - random["accuracy"])}
+    return summary
 
 
 def write_report(rows: list[dict], cfg: dict, teacher: Teacher, sizes: tuple[int, int], plots: list[Path],
                  out: Path) -> Path:
-    top, pixels, random = best(rows), best(rows, "pixels"), best(rows, "random")
+    top, pixels = best(rows), best(rows, "pixels")
     lines = [
         "# Linear probe of a diffusion model's features", "",
         f"- teacher: `{teacher.path}`; data: {cfg['data']['name']}, {sizes[0]} train / {sizes[1]} test images",
-        f"- pool: {cfg['pool']}; inputs: {', '.join(cfg['inputs'])}; noise draws: {cfg['noise_draws']}; "
+        f"- pool: {', '.join(cfg['pool'])}; inputs: {', '.join(cfg['inputs'])}; noise draws: {cfg['noise_draws']}; "
         f"weight decay {cfg['probe']['weight_decay']:g}, {cfg['probe']['max_iter']} L-BFGS iterations",
         f"- timesteps: {', '.join(map(str, cfg['timesteps']))}; taps: {', '.join(cfg['taps'])}", "",
         f"**Best**: {_describe(top)}; effective rank {top['erank_entropy']:.1f} "
         f"(count above 1e-3: {top['erank_count']}).", "",
-        f"Baselines: raw pixels {pixels['accuracy']:.4f} ({pixels['dim']} dims)"
-        + (f"; random teacher best {_describe(random)}." if random else "; random teacher not run."), "",
-        "| input | best t | best tap | accuracy |", "|---|---|---|---|",
+        f"Baselines: raw pixels {pixels['accuracy']:.4f} ({pixels['dim']} dims, not pooled)"
+        + ("." if cfg["random_teacher"] else "; random teacher not run."), "",
+        "| pool | input | best t | best tap | trained | random teacher (best) | points over pixels | over random |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for mode in cfg["inputs"]:
-        row = best([r for r in rows if r["input"] == mode])
-        lines.append(f"| {mode} | {row['t']} | {row['tap']} | {row['accuracy']:.4f} |")
+    for pool in cfg["pool"]:
+        for mode in cfg["inputs"]:
+            row = best([r for r in rows if r["input"] in (mode, "")], "trained", pool)
+            random = best([r for r in rows if r["input"] in (mode, "")], "random", pool)
+            over_pixels = f"{100 * (row['accuracy'] - pixels['accuracy']):+.1f}"
+            versus_random = (f"{random['accuracy']:.4f} | {over_pixels} | "
+                             f"{100 * (row['accuracy'] - random['accuracy']):+.1f}") if random else f"- | {over_pixels} | -"
+            lines.append(f"| {pool} | {mode} | {row['t']} | {row['tap']} | {row['accuracy']:.4f} | {versus_random} |")
     lines += [""] + [f"![{p.stem}]({p.name})" for p in plots]
     lines += ["", "Every probe is in `probe.csv`; the protocol and the effective-rank definitions are in the "
               "docstring of `diffrep.probe`."]
@@ -143,11 +170,13 @@ def run(cfg: dict) -> dict:
     report = write_report(rows, cfg, teacher, (len(train), len(test)), plot(rows, cfg, out), out)
     top = best(rows)
     metrics = {"best_accuracy": top["accuracy"], "best_t": top["t"], "best_tap": top["tap"],
-               "best_input": top["input"], "best_erank_entropy": top["erank_entropy"],
+               "best_input": top["input"], "best_pool": top["pool"], "best_erank_entropy": top["erank_entropy"],
                "pixel_accuracy": best(rows, "pixels")["accuracy"], "probes": len(rows),
                "train_size": len(train), "test_size": len(test)}
     if cfg["random_teacher"]:
         metrics["random_teacher_best_accuracy"] = best(rows, "random")["accuracy"]
+    for pool, summary in by_pool(rows, cfg["pool"]).items():  # flat keys such as grid2_points_over_pixels
+        metrics |= {f"{pool.replace(':', '')}_{key}": value for key, value in summary.items()}
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     metrics["seconds"] = time.perf_counter() - start
     print(f"best: {_describe(top)}; raw pixels {metrics['pixel_accuracy']:.4f}; report in {report}")

@@ -10,13 +10,13 @@ from tqdm.auto import tqdm
 
 from diffrep.data import ImageSet
 from diffrep.errors import UserError
-from diffrep.probe.features import extract, parse_pool, pixels
+from diffrep.probe.features import extract_pools, parse_pools, pixels
 from diffrep.probe.linear import PROBE_DEFAULTS, probe
 from diffrep.probe.rank import feature_rank
 from diffrep.teacher import INPUT_MODES, Teacher
 
 DEFAULT_TIMESTEPS = (0, 10, 50, 100, 250, 500, 750, 999)  # for T = 1000; scaled to other T
-COLUMNS = ("teacher", "input", "t", "tap", "accuracy", "erank_entropy", "erank_count", "mean_norm", "dim")
+COLUMNS = ("teacher", "input", "t", "tap", "pool", "accuracy", "erank_entropy", "erank_count", "mean_norm", "dim")
 
 
 def as_list(value, what: str) -> list:
@@ -94,44 +94,50 @@ def random_like(teacher: Teacher, seed: int = 0) -> Teacher:
     return Teacher(unet, teacher.scheduler).to(teacher.device)
 
 
-def best(rows: list[dict], teacher: str = "trained") -> dict | None:
-    """The row with the highest accuracy for one teacher kind (ties: the earliest row, i.e. smallest t)."""
-    candidates = [row for row in rows if row["teacher"] == teacher]
+def best(rows: list[dict], teacher: str = "trained", pool: str | None = None) -> dict | None:
+    """The row with the highest accuracy for one teacher kind, optionally one pooling (ties: the earliest
+    row, i.e. smallest t). The raw-pixel row is not pooled and is returned whatever `pool` says."""
+    candidates = [row for row in rows if row["teacher"] == teacher and (pool is None or row["pool"] in ("", pool))]
     return max(candidates, key=lambda row: row["accuracy"]) if candidates else None
 
 
 def run(teacher: Teacher, train_data: ImageSet, test_data: ImageSet, timesteps=None, taps=None,
-        inputs=("clean", "noised"), pool: str = "gap", noise_draws: int = 1, batch_size: int = 256,
+        inputs=("clean", "noised"), pool="gap", noise_draws: int = 1, batch_size: int = 256,
         random_teacher: bool = True, weight_decay: float = PROBE_DEFAULTS["weight_decay"],
         max_iter: int = PROBE_DEFAULTS["max_iter"], seed: int = 0, progress: bool = True) -> list[dict]:
-    """Probe every (input, t, tap) of `teacher` (and of a random teacher), plus raw pixels.
+    """Probe every (input, t, tap, pool) of `teacher` (and of a random teacher), plus raw pixels.
 
+    `pool` is one pooling or several ("gap,grid:4"); all come from the same forward passes.
     Returns one dict per probe with the keys in COLUMNS; teacher is "trained", "random" or "pixels"
-    (the pixel row has input "", t None, tap ""). `best(rows)["t"]` is the best fixed timestep.
+    (the pixel row has input "", t None, tap "", pool ""). `best(rows)["t"]` is the best fixed timestep.
     """
     timesteps = parse_timesteps(timesteps, teacher.num_timesteps)
     taps = parse_taps(teacher, taps)
     inputs = parse_inputs(inputs)
-    parse_pool(pool)
+    pools = parse_pools(pool)
     teacher.check_images(train_data.floats(slice(0, 1)))
     probe_opts = {"weight_decay": weight_decay, "max_iter": max_iter, "num_classes": len(train_data.classes)}
 
-    def measure(kind: str, mode: str, t: int | None, tap: str, train_x: torch.Tensor, test_x: torch.Tensor) -> dict:
+    def measure(kind: str, mode: str, t: int | None, tap: str, pool: str, train_x: torch.Tensor,
+                test_x: torch.Tensor) -> dict:
         erank, count = feature_rank(train_x)
-        return {"teacher": kind, "input": mode, "t": t, "tap": tap,
+        return {"teacher": kind, "input": mode, "t": t, "tap": tap, "pool": pool,
                 "accuracy": probe(train_x, train_data.labels, test_x, test_data.labels, **probe_opts),
                 "erank_entropy": erank, "erank_count": count,
                 "mean_norm": float(train_x.norm(dim=1).mean()), "dim": int(train_x.shape[1])}
 
-    rows = [measure("pixels", "", None, "", pixels(train_data), pixels(test_data))]
+    rows = [measure("pixels", "", None, "", "", pixels(train_data), pixels(test_data))]
     teachers = [("trained", teacher)] + ([("random", random_like(teacher, seed))] if random_teacher else [])
     combos = [(kind, model, mode, t) for kind, model in teachers for mode in inputs for t in timesteps]
     for kind, model, mode, t in tqdm(combos, desc="probe", disable=None if progress else True, unit="pass"):
-        feats = {split: extract(model, data, t, taps, mode, pool, batch_size, seed, split, noise_draws, progress,
-                                f"{kind} {mode} t={t} {split}")
+        feats = {split: extract_pools(model, data, t, taps, mode, pools, batch_size, seed, split, noise_draws,
+                                      progress, f"{kind} {mode} t={t} {split}")
                  for split, data in (("train", train_data), ("test", test_data))}
-        done = [measure(kind, mode, t, tap, feats["train"].pop(tap), feats["test"].pop(tap)) for tap in taps]
-        rows += done
-        if progress:
-            tqdm.write(f"{kind:7s} {mode:6s} t={t:<4d} " + "  ".join(f"{r['tap']} {r['accuracy']:.3f}" for r in done))
+        for pool in pools:
+            done = [measure(kind, mode, t, tap, pool, feats["train"][pool].pop(tap), feats["test"][pool].pop(tap))
+                    for tap in taps]
+            rows += done
+            if progress:
+                tqdm.write(f"{kind:7s} {mode:6s} t={t:<4d} {pool:7s} "
+                           + "  ".join(f"{r['tap']} {r['accuracy']:.3f}" for r in done))
     return rows

@@ -63,3 +63,26 @@ def curves_vs_t(panels: list[tuple[str, dict[str, tuple[list, list]]]], path: st
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def grouped_bars(groups: dict[str, dict[str, tuple[float, float]]], path: str | Path, ylabel: str = "",
+                 title: str = "") -> Path:
+    """One group of bars per outer key, one bar per inner key, each (value, error bar), value printed on top."""
+    names = list(dict.fromkeys(name for bars in groups.values() for name in bars))
+    width = 0.8 / max(1, len(names))
+    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(groups) * max(1, len(names)) * 0.5, 4), layout="constrained")
+    for i, name in enumerate(names):
+        xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
+        values = [bars.get(name, (float("nan"), 0.0)) for bars in groups.values()]
+        drawn = ax.bar(xs, [v for v, _ in values], width, yerr=[e for _, e in values], capsize=3, label=name,
+                       color=f"C{i % 10}")
+        ax.bar_label(drawn, fmt="%.1f", fontsize=7, padding=2)
+    ax.set_xticks(range(len(groups)), list(groups))
+    low = min((v - e for bars in groups.values() for v, e in bars.values() if v == v), default=0)
+    ax.set_ylim(bottom=max(0.0, low - 5))
+    ax.set(ylabel=ylabel, title=title)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

@@ -10,6 +10,9 @@ from torch.optim.swa_utils import AveragedModel
 
 def ema_model(model: torch.nn.Module, decay: float) -> AveragedModel:
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor):
+        if not averaged[0].is_floating_point():  # AveragedModel groups by dtype; BatchNorm's step counters
+            torch._foreach_copy_(averaged, current)  # are integers, and an average of counters means nothing
+            return
         n = float(num_averaged)
         d = min(decay, (1.0 + n) / (10.0 + n))
         torch._foreach_lerp_(averaged, current, 1.0 - d)

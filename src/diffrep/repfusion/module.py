@@ -1,0 +1,184 @@
+"""DistillModule: RepFusion distillation of a frozen teacher's feature into a student, as one Lightning module.
+
+Per step (reference section 4 and its recipe in section 8): the timestep t of every image comes from the
+selection (the REINFORCE policy, fixed:T or uniform:LO-HI); the teacher's tap at (x, t) supervises the
+student's tap through the distillation loss; with the policy, a reward head on the pooled teacher feature is
+trained with cross entropy and its per-image -CE is the policy's reward. One SGD optimizer over student,
+adapter, head and policy, as in the reference; the terms reach disjoint parameters.
+
+Labels: with every label available the policy learns from the distillation batch itself (the reference).
+With a label fraction below 1 the student still distils from every image, and the head and the policy learn
+from a second batch drawn from the labelled images only (`policy_batch`), so no hidden label is ever used.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+
+import lightning as L
+import torch
+
+from diffrep.data import ImageSet
+from diffrep.repfusion.history import TimestepHistory
+from diffrep.repfusion.losses import DistillLoss
+from diffrep.repfusion.policy import ActionGrid, MovingAverageBaseline, PolicyNet, RewardHead, entropy_weight
+from diffrep.repfusion.policy import policy_losses
+from diffrep.repfusion.timesteps import parse_selection
+from diffrep.tasks import build_student, student_features
+from diffrep.teacher import Teacher
+from diffrep.train import ema_model, step_generator, step_loader
+from diffrep.train.steps import StepBatches
+
+RANK_SEED = 7919  # each device draws its own batches and noise
+
+
+class DistillModule(L.LightningModule):
+    def __init__(self, teacher: Teacher, cfg: dict, train_data: ImageSet, labelled_data: ImageSet | None,
+                 steps_per_epoch: int):
+        """cfg: the resolved `diffrep distill` config (teacher_tap, teacher_input, student, loss, timesteps,
+        policy, optim, seed, data.hflip). labelled_data: None when every image has its label."""
+        super().__init__()
+        self.teacher = teacher  # a plain object, not a submodule: frozen, and kept out of every checkpoint
+        self.cfg, self.train_data, self.labelled_data = cfg, train_data, labelled_data
+        self.steps_per_epoch = steps_per_epoch
+        s = cfg["student"]
+        self.student = build_student(s["arch"], teacher.channels, s["stem"])
+        self.student_taps = student_features(self.student, [s["tap"]])
+        self.ema = ema_model(self.student, cfg["optim"]["ema_decay"])
+        c_teacher = teacher.taps[cfg["teacher_tap"]][0][0]
+        with torch.no_grad():
+            c_student = self.student_taps(torch.zeros(2, teacher.channels, teacher.resolution,
+                                                      teacher.resolution))[s["tap"]].shape[1]
+        loss = cfg["loss"]
+        opts = {k: loss[k] for k in ("mode", "distance") if loss["name"] == "hint"}
+        self.distill = DistillLoss(loss["name"], c_student, c_teacher, loss["weight"], **opts)
+        self.selection = parse_selection(cfg["timesteps"], teacher.num_timesteps)
+        p = cfg["policy"]
+        if self.selection.kind == "policy":
+            self.grid = ActionGrid(teacher.num_timesteps, p["actions"])
+            self.policy = PolicyNet(teacher.channels, teacher.resolution, self.grid.num_actions)
+            self.head = RewardHead(c_teacher, len(train_data.classes))
+            self.baseline = MovingAverageBaseline(p["baseline_momentum"]) if p["baseline"] == "moving_average" \
+                else None
+        self.history = TimestepHistory(teacher.num_timesteps)
+        self.recent = defaultdict(lambda: deque(maxlen=50))  # the last losses, for metrics.json
+        self.train_seconds, self._clock = 0.0, None
+
+    # ---- data ---------------------------------------------------------------------------------------------
+    def _seed(self) -> int:
+        return self.cfg["seed"] + RANK_SEED * self.global_rank
+
+    def train_dataloader(self):
+        return step_loader(self.train_data, self.cfg["optim"]["batch_size"], lambda: self.global_step, self._seed(),
+                           self.cfg["data"]["hflip"])
+
+    def _labelled_batch(self, step: int):
+        batches = StepBatches(self.labelled_data, self.cfg["policy"]["batch_size"] or self.cfg["optim"]["batch_size"],
+                              lambda: step, self._seed() + 1, self.cfg["data"]["hflip"])
+        x, y = batches.batch(step)
+        return x.to(self.device), y.to(self.device)
+
+    # ---- one step -----------------------------------------------------------------------------------------
+    def _teacher_feature(self, x: torch.Tensor, t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        noise = torch.randn(x.shape, generator=gen) if self.cfg["teacher_input"] == "noised" else None
+        return self.teacher.features(x, t, self.cfg["teacher_tap"], self.cfg["teacher_input"], noise)[
+            self.cfg["teacher_tap"]].to(self.device)
+
+    def _act(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits, actions, t) with the actions drawn from the policy by a per-step generator (exact resume)."""
+        logits = self.policy(x)
+        actions = torch.multinomial(logits.detach().float().softmax(-1).cpu(), 1, generator=gen).squeeze(1)
+        actions = actions.to(self.device)
+        return logits, actions, self.grid.to_t(actions)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        step, epoch = self.global_step, self.global_step / self.steps_per_epoch
+        gen = step_generator(self._seed(), step, stream=2)
+        logs = {}
+        if self.selection.kind == "policy":
+            logits, actions, t = self._act(x, gen)
+            probs = logits.detach().float().softmax(-1)
+            by_t = torch.zeros(len(x), self.teacher.num_timesteps, device=probs.device)
+            self.history.add(int(epoch), t, by_t.index_copy_(1, self.grid.timesteps.to(probs.device), probs))
+        else:
+            t = self.selection.sample(len(x), gen, self.device)
+            self.history.add(int(epoch), t)
+        teacher_map = self._teacher_feature(x, t, gen)
+        student_map = self.student_taps(x)[self.cfg["student"]["tap"]]
+        loss, terms = self.distill(student_map, teacher_map)
+        logs |= {f"loss/{k}": v for k, v in terms.items()}
+        logs["loss/feat"] = loss.detach()
+        if self.selection.kind == "policy":
+            if self.labelled_data is not None:  # the policy learns from labelled images only
+                x, y = self._labelled_batch(step)
+                logits, actions, t_policy = self._act(x, gen)
+                teacher_map = self._teacher_feature(x, t_policy, gen)
+            beta = entropy_weight(epoch, self.cfg["policy"]["entropy"], self.entropy_end_epoch)
+            loss_head, reward = self.head.loss_and_reward(teacher_map, y)
+            terms = policy_losses(logits, actions, reward, beta, self.baseline)
+            loss = loss + loss_head + terms["loss_pg"] + terms["loss_entropy"]
+            logs |= {"loss/head": loss_head.detach(), "loss/pg": terms["loss_pg"].detach(),
+                     "loss/entropy": terms["loss_entropy"].detach(), "policy/entropy": terms["entropy"],
+                     "policy/beta": beta, "policy/reward": reward.mean(), "policy/baseline": terms["baseline"]}
+        logs |= {"t/mean": t.float().mean(), "loss/total": loss.detach(),
+                 "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
+        self.log_dict(logs, prog_bar=False)
+        self.log("loss", loss.detach(), prog_bar=True, logger=False)
+        for key, value in logs.items():
+            self.recent[key].append(float(value))
+        return loss
+
+    @property
+    def entropy_end_epoch(self) -> float:
+        """The epoch at which the entropy bonus reaches 0: as configured, else half the run (the reference: 100 of
+        200 epochs)."""
+        end = self.cfg["policy"]["entropy_end_epoch"]
+        return end if end else max(self.trainer.max_steps / self.steps_per_epoch / 2, 1e-9)
+
+    def optimizer_step(self, *args, **kwargs):
+        # The EMA is updated here, not in on_train_batch_end: callbacks (the checkpoint) run before that hook.
+        super().optimizer_step(*args, **kwargs)
+        self.ema.update_parameters(self.student)
+
+    def configure_optimizers(self):
+        o = self.cfg["optim"]
+        params = [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("ema.")]
+        opt = torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"],
+                              nesterov=o["nesterov"])
+        total = max(1, self.trainer.max_steps)
+        milestones = sorted({max(1, round(f * total)) for f in o["milestones"]})  # step x0.1, as the reference
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---- bookkeeping --------------------------------------------------------------------------------------
+    def on_train_start(self):
+        self.teacher.to(self.device)
+        self._clock = time.perf_counter()
+
+    def on_train_end(self):
+        self._tick()
+
+    def _tick(self):
+        if self._clock is not None:
+            now = time.perf_counter()
+            self.train_seconds += now - self._clock
+            self._clock = now
+
+    def on_save_checkpoint(self, checkpoint):
+        self._tick()
+        checkpoint["train_seconds"] = self.train_seconds
+        checkpoint["timestep_history"] = self.history.state_dict()
+        checkpoint["recent"] = {k: list(v) for k, v in self.recent.items()}
+
+    def on_load_checkpoint(self, checkpoint):
+        self.train_seconds = checkpoint.get("train_seconds", 0.0)
+        if "timestep_history" in checkpoint:
+            self.history.load_state_dict(checkpoint["timestep_history"])
+        for key, values in checkpoint.get("recent", {}).items():
+            self.recent[key].extend(values)
+
+    def final_metrics(self) -> dict:
+        """Means of the last 50 logged values of every term, the last epoch's timestep summary, the time."""
+        means = {key.replace("/", "_"): sum(v) / len(v) for key, v in self.recent.items() if v and key != "lr"}
+        return {**means, **self.history.summary(), "steps": self.global_step, "train_seconds": self.train_seconds}

@@ -1,0 +1,127 @@
+import csv
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import run_cli
+from diffrep import cli
+from diffrep import config as config_lib
+from diffrep.repfusion import distill
+from diffrep.repfusion.module import DistillModule
+from diffrep.teacher import load_teacher
+
+# torchvision's stem keeps the student cheap on 16 x 16 images (the small stem is tested in test_tasks)
+TINY_DISTILL = ["--data", "digits", "--data.train_size", "96", "--data.test_size", "32", "--optim.batch_size", "16",
+                "--student.stem", "imagenet", "--trainer.log_every_n_steps", "1", "--trainer.progress_bar", "false"]
+
+
+def tiny_cfg(teacher_dir, out, **overrides):
+    args = [a for pair in overrides.items() for a in (f"--{pair[0]}", str(pair[1]))]
+    cfg = config_lib.resolve(distill.DEFAULTS, None, [*TINY_DISTILL[2:], *args])
+    return {**cfg, "teacher": str(teacher_dir), "out": str(out), "data": {**cfg["data"], "name": "digits"}}
+
+
+def test_distill_with_the_policy_then_finetune_from_the_student(tiny_teacher_dir, tmp_path):
+    out = tmp_path / "distill"
+    run_cli("distill", "--teacher", str(tiny_teacher_dir), *TINY_DISTILL, "--data.labels", "0.5",
+            "--policy.baseline", "moving_average", "--trainer.max_steps", "6", "--out", str(out))
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("loss_feat", "loss_head", "loss_pg", "policy_entropy", "policy_beta", "t_mean", "t_mode",
+                "steps", "train_seconds"):
+        assert key in metrics, key
+    assert metrics["steps"] == 6 and 0 <= metrics["t_mode"] < 1000
+    assert metrics["policy_entropy"] == pytest.approx(6.9, abs=0.1)  # a fresh policy is near uniform: log 1000
+    assert (out / "timesteps.png").read_bytes()[:4] == b"\x89PNG"
+    rows = list(csv.DictReader((out / "timesteps.csv").open()))
+    assert sum(float(rows[0][str(t)]) for t in range(1000)) == pytest.approx(1.0, abs=1e-4)
+    logged = (out / "logs" / "metrics.csv").read_text().splitlines()[0]
+    assert {"loss/hint", "loss/pg", "policy/entropy", "t/mean"} <= set(logged.split(","))
+    assert not any(key.startswith(("head.", "policy.", "distill.")) for key in load_file(out / "student.safetensors"))
+
+    ft = tmp_path / "finetune"
+    run_cli("finetune", "--init", str(out / "student.safetensors"), "--data", "digits", "--data.resolution", "16",
+            "--data.train_size", "96", "--data.test_size", "32", "--optim.batch_size", "16",
+            "--trainer.max_steps", "2", "--trainer.progress_bar", "false", "--out", str(ft))
+    assert 0 <= json.loads((ft / "metrics.json").read_text())["test_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("loss", ["at", "rkd"])
+def test_fixed_and_uniform_timesteps_with_other_losses(tiny_teacher_dir, tmp_path, loss):
+    timesteps = "fixed:7" if loss == "at" else "uniform:3-5"
+    metrics = distill.run(tiny_cfg(tiny_teacher_dir, tmp_path, timesteps=timesteps, **{
+        "loss.name": loss, "trainer.max_steps": 2, "teacher_input": "noised"}))
+    assert f"loss_{loss}" in metrics and "loss_pg" not in metrics
+    assert metrics["t_mode"] == 7 if loss == "at" else 3 <= metrics["t_mean"] <= 5
+
+
+def test_a_crashed_run_resumes_to_the_same_student(tiny_teacher_dir, tmp_path, monkeypatch):
+    options = {"trainer.checkpoint_every_n_steps": 2, "data.labels": 0.5, "trainer.max_steps": 4,
+               "policy.baseline": "moving_average", "optim.ema_decay": 0.5}
+    distill.run(tiny_cfg(tiny_teacher_dir, tmp_path / "straight", **options))
+    step = DistillModule.training_step
+
+    def crash_at_step_3(module, *args):
+        if module.global_step == 3:
+            raise RuntimeError("killed")
+        return step(module, *args)
+
+    monkeypatch.setattr(DistillModule, "training_step", crash_at_step_3)
+    with pytest.raises(RuntimeError, match="killed"):
+        distill.run(tiny_cfg(tiny_teacher_dir, tmp_path / "resumed", **options))
+    monkeypatch.setattr(DistillModule, "training_step", step)
+    distill.run(tiny_cfg(tiny_teacher_dir, tmp_path / "resumed", **options), resume=True)
+    straight, resumed = (load_file(tmp_path / d / "student.safetensors") for d in ("straight", "resumed"))
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("straight", "resumed"))
+    assert a["t_mean"] == b["t_mean"] and a["steps"] == b["steps"] == 4
+
+
+def test_default_teacher_tap_is_the_reference_one(tiny_teacher_dir):
+    assert distill.default_teacher_tap(load_teacher(tiny_teacher_dir)) == "mid_block.resnets.1.conv2"
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--teacher_tap", "mid_blok", "unknown tap 'mid_blok'"),
+    ("--timesteps", "fixed:5000", "fixed:5000"),
+    ("--loss.name", "kl", "unknown loss.name 'kl' (valid: hint, at, rkd)"),
+    ("--student.arch", "vgg", "unknown student.arch 'vgg'"),
+    ("--data.resolution", "32", "data.resolution is 32 but the teacher expects 16"),
+])
+def test_bad_options_are_one_line_errors(tiny_teacher_dir, tmp_path, capsys, option, value, message):
+    code = cli.main(["distill", "--teacher", str(tiny_teacher_dir), *TINY_DISTILL, option, value,
+                     "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_experiment_tabulates_every_variant_and_resumes(tiny_teacher_dir, tmp_path):
+    config = tmp_path / "experiment.yaml"
+    config.write_text(f"""
+teacher: {tiny_teacher_dir}
+data: {{name: digits, train_size: 96, test_size: 32}}
+labels: [0.5]
+seeds: [0, 1]
+variants:
+  - {{name: random_init, distill: null}}
+  - {{name: policy_clean, distill: {{timesteps: policy}}}}
+  - {{name: best_fixed, distill: {{timesteps: "fixed:best"}}}}
+distill: {{student: {{stem: imagenet}}, optim: {{batch_size: 16}}, trainer: {{max_steps: 2, progress_bar: false}}}}
+finetune: {{data: {{resolution: 16}}, optim: {{batch_size: 16}}, trainer: {{max_steps: 2, progress_bar: false}}}}
+best_fixed: {{train_size: 64, test_size: 32, timesteps: "0,500"}}
+out: {tmp_path / "exp"}
+""")
+    first = run_cli("experiment", "repfusion", "--config", str(config))
+    out = tmp_path / "exp"
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(r["variant"], r["seed"]) for r in rows] == [(v, s) for v in ("random_init", "policy_clean", "best_fixed")
+                                                         for s in ("0", "1")]
+    assert json.loads((out / "best_fixed_t.json").read_text())["t"] in (0, 500)
+    table = (out / "results.md").read_text()
+    assert "| policy_clean | " in table and "0.5 labels" in table and (out / "results.png").is_file()
+    assert "4 distillations and 6 fine-tunings" in first.stdout
+    again = run_cli("experiment", "repfusion", "--config", str(config))
+    assert again.stdout.count(": done") == 4 and "fine-tuning a" not in again.stdout
