@@ -25,5 +25,6 @@ def test_quickstart_writes_info_samples_a_probe_and_a_distilled_student(tmp_path
     assert metrics["taps"] > 10 and metrics["probe_best_t"] in (0, 500) and 0.1 < metrics["probe_best_accuracy"] <= 1
     assert {"probe.csv", "report.md", "heatmap_clean.png", "heatmap_noised.png"} <= {
         p.name for p in (tmp_path / "probe").iterdir()}
-    assert (tmp_path / "distill" / "student.safetensors").is_file() and (tmp_path / "distill" / "timesteps.png").is_file()
+    distilled = tmp_path / "distill"
+    assert (distilled / "student.safetensors").is_file() and (distilled / "timesteps.png").is_file()
     assert 0 <= metrics["finetune_distilled_accuracy"] <= 1 and 0 <= metrics["finetune_random_accuracy"] <= 1

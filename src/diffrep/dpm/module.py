@@ -1,21 +1,19 @@
 """DDPMModule: epsilon-prediction training of a diffusers UNet2DModel, with EMA weights."""
 from __future__ import annotations
 
-import time
 from collections import deque
 from pathlib import Path
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from diffusers import UNet2DModel
 
 from diffrep.data import ImageSet
 from diffrep.teacher.schedule import ddpm_scheduler
-from diffrep.train import ema_model, step_generator, step_loader
+from diffrep.train import TimedModule, ema_model, step_generator, step_loader
 
 
-class DDPMModule(L.LightningModule):
+class DDPMModule(TimedModule):
     def __init__(self, unet_config: dict, schedule: dict, optim: dict, train_data: ImageSet, seed: int,
                  hflip: bool):
         super().__init__()
@@ -25,7 +23,6 @@ class DDPMModule(L.LightningModule):
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone(), persistent=False)
         self.optim, self.train_data, self.seed, self.hflip = optim, train_data, seed, hflip
         self.recent_losses: deque[float] = deque(maxlen=100)
-        self.train_seconds, self._clock = 0.0, None
 
     def train_dataloader(self):
         rank_seed = self.seed + 7919 * self.global_rank  # each device draws its own batches
@@ -49,25 +46,12 @@ class DDPMModule(L.LightningModule):
         super().optimizer_step(*args, **kwargs)
         self.ema.update_parameters(self.unet)
 
-    def on_train_start(self):
-        self._clock = time.perf_counter()
-
-    def on_train_end(self):
-        self._tick()
-
-    def _tick(self):
-        if self._clock is not None:
-            now = time.perf_counter()
-            self.train_seconds += now - self._clock
-            self._clock = now
-
     def on_save_checkpoint(self, checkpoint):
-        self._tick()
-        checkpoint["train_seconds"] = self.train_seconds
+        super().on_save_checkpoint(checkpoint)
         checkpoint["recent_losses"] = list(self.recent_losses)
 
     def on_load_checkpoint(self, checkpoint):
-        self.train_seconds = checkpoint.get("train_seconds", 0.0)
+        super().on_load_checkpoint(checkpoint)
         self.recent_losses.extend(checkpoint.get("recent_losses", []))
 
     def configure_optimizers(self):

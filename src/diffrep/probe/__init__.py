@@ -7,7 +7,8 @@ x_t ~ q(x_t | x0)), every timestep t and every tap (a named module output of the
 
 1. Features. One early-exit forward pass per batch computes all requested taps at once; each map is
    average-pooled immediately (`pool: gap`, or `pool: grid:K` for a K x K adaptive-average grid, never
-   finer than the map) and flattened, and only these pooled float32 vectors are kept. In noised mode
+   finer than the map; several poolings such as `gap,grid:2` all come from the same pass) and flattened,
+   and only these pooled float32 vectors are kept. In noised mode
    the noise of batch b, draw d comes from a generator seeded by (seed, split, b, d), so image i sees
    the same noise at every t, tap and for both teachers (paired comparisons; it does depend on
    batch_size). `noise_draws: k` averages the pooled features of k noisy copies.
@@ -32,11 +33,11 @@ architecture (same taps, t grid, inputs and noise).
 Cost: each probe takes about 1.25 * max_iter passes over the N x D train matrix (on one CPU core,
 roughly 0.3 s per pass for 60k x 2048, negligible for the D <= 128 of global-average pooling).
 """
-from diffrep.probe.features import extract, parse_pool, pixels, pool_map
+from diffrep.probe.features import extract, extract_pools, parse_pool, parse_pools, pixels, pool_map
 from diffrep.probe.linear import PROBE_DEFAULTS, fit_logistic, probe, standardise
 from diffrep.probe.rank import effective_rank, feature_rank, singular_values
 from diffrep.probe.sweep import COLUMNS, best, default_taps, default_timesteps, random_like, run
 
 __all__ = ["COLUMNS", "PROBE_DEFAULTS", "best", "default_taps", "default_timesteps", "effective_rank", "extract",
-           "feature_rank", "fit_logistic", "parse_pool", "pixels", "pool_map", "probe", "random_like", "run",
+           "extract_pools", "feature_rank", "fit_logistic", "parse_pool", "parse_pools", "pixels", "pool_map", "probe", "random_like", "run",
            "singular_values", "standardise"]

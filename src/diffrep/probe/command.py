@@ -139,8 +139,10 @@ def write_report(rows: list[dict], cfg: dict, teacher: Teacher, sizes: tuple[int
             row = best([r for r in rows if r["input"] in (mode, "")], "trained", pool)
             random = best([r for r in rows if r["input"] in (mode, "")], "random", pool)
             over_pixels = f"{100 * (row['accuracy'] - pixels['accuracy']):+.1f}"
-            versus_random = (f"{random['accuracy']:.4f} | {over_pixels} | "
-                             f"{100 * (row['accuracy'] - random['accuracy']):+.1f}") if random else f"- | {over_pixels} | -"
+            versus_random = f"- | {over_pixels} | -"
+            if random:
+                versus_random = (f"{random['accuracy']:.4f} | {over_pixels} | "
+                                 f"{100 * (row['accuracy'] - random['accuracy']):+.1f}")
             lines.append(f"| {pool} | {mode} | {row['t']} | {row['tap']} | {row['accuracy']:.4f} | {versus_random} |")
     lines += [""] + [f"![{p.stem}]({p.name})" for p in plots]
     lines += ["", "Every probe is in `probe.csv`; the protocol and the effective-rank definitions are in the "

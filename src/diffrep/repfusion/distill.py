@@ -42,7 +42,7 @@ DEFAULTS = {
     },
     "data": {**data_lib.DATA_DEFAULTS, "resolution": None, "channels": None},  # null: the teacher's
     "optim": {"lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 1.0e-4, "batch_size": 128,
-              "milestones": [0.5, 0.75],  # lr x0.1 at these fractions of the run (the reference: epochs 100, 150 of 200)
+              "milestones": [0.5, 0.75],  # lr x0.1 at these fractions of the run (reference: epochs 100, 150 of 200)
               "ema_decay": 0.999},
     "epochs": None,               # when set: trainer.max_steps = epochs * (train images // batch_size)
     "trainer": {**TRAINER_DEFAULTS, "max_steps": 2000},

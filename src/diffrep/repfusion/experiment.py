@@ -165,7 +165,8 @@ def write_results(rows: list[dict], cfg: dict, out: Path) -> dict:
         lines.append(f"| {v} | " + " | ".join(f"{100 * stats[v, f][0]:.2f} +/- {100 * stats[v, f][1]:.2f}"
                                                 for f in fractions) + " |")
     seeds = ", ".join(map(str, cfg["seeds"]))
-    (out / "results.md").write_text(f"Test accuracy (%), mean +/- std over seeds {seeds}.\n\n" + "\n".join(lines) + "\n")
+    (out / "results.md").write_text(f"Test accuracy (%), mean +/- std over seeds {seeds}.\n\n"
+                                    + "\n".join(lines) + "\n")
     grouped_bars({f"{f:g} labels": {v: (100 * stats[v, f][0], 100 * stats[v, f][1]) for v in variants}
                   for f in fractions}, out / "results.png", ylabel="test accuracy (%)",
                  title="student initialisation vs label fraction (mean +/- std over seeds)")

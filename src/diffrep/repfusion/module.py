@@ -12,10 +12,8 @@ from a second batch drawn from the labelled images only (`policy_batch`), so no 
 """
 from __future__ import annotations
 
-import time
 from collections import defaultdict, deque
 
-import lightning as L
 import torch
 
 from diffrep.data import ImageSet
@@ -26,13 +24,13 @@ from diffrep.repfusion.policy import policy_losses
 from diffrep.repfusion.timesteps import parse_selection
 from diffrep.tasks import build_student, student_features
 from diffrep.teacher import Teacher
-from diffrep.train import ema_model, step_generator, step_loader
+from diffrep.train import TimedModule, ema_model, step_generator, step_loader
 from diffrep.train.steps import StepBatches
 
 RANK_SEED = 7919  # each device draws its own batches and noise
 
 
-class DistillModule(L.LightningModule):
+class DistillModule(TimedModule):
     def __init__(self, teacher: Teacher, cfg: dict, train_data: ImageSet, labelled_data: ImageSet | None,
                  steps_per_epoch: int):
         """cfg: the resolved `diffrep distill` config (teacher_tap, teacher_input, student, loss, timesteps,
@@ -62,7 +60,6 @@ class DistillModule(L.LightningModule):
                 else None
         self.history = TimestepHistory(teacher.num_timesteps)
         self.recent = defaultdict(lambda: deque(maxlen=50))  # the last losses, for metrics.json
-        self.train_seconds, self._clock = 0.0, None
 
     # ---- data ---------------------------------------------------------------------------------------------
     def _seed(self) -> int:
@@ -84,9 +81,12 @@ class DistillModule(L.LightningModule):
         return self.teacher.features(x, t, self.cfg["teacher_tap"], self.cfg["teacher_input"], noise)[
             self.cfg["teacher_tap"]].to(self.device)
 
-    def _act(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits, actions, t) with the actions drawn from the policy by a per-step generator (exact resume)."""
-        logits = self.policy(x)
+    def _act(self, x: torch.Tensor, gen: torch.Generator, learn: bool = True
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits, actions, t) with the actions drawn from the policy by a per-step generator (exact resume);
+        learn=False when this batch only needs timesteps, not a policy gradient."""
+        with torch.set_grad_enabled(learn and torch.is_grad_enabled()):
+            logits = self.policy(x)
         actions = torch.multinomial(logits.detach().float().softmax(-1).cpu(), 1, generator=gen).squeeze(1)
         actions = actions.to(self.device)
         return logits, actions, self.grid.to_t(actions)
@@ -97,7 +97,7 @@ class DistillModule(L.LightningModule):
         gen = step_generator(self._seed(), step, stream=2)
         logs = {}
         if self.selection.kind == "policy":
-            logits, actions, t = self._act(x, gen)
+            logits, actions, t = self._act(x, gen, learn=self.labelled_data is None)
             probs = logits.detach().float().softmax(-1)
             by_t = torch.zeros(len(x), self.teacher.num_timesteps, device=probs.device)
             self.history.add(int(epoch), t, by_t.index_copy_(1, self.grid.timesteps.to(probs.device), probs))
@@ -153,26 +153,16 @@ class DistillModule(L.LightningModule):
 
     # ---- bookkeeping --------------------------------------------------------------------------------------
     def on_train_start(self):
+        super().on_train_start()
         self.teacher.to(self.device)
-        self._clock = time.perf_counter()
-
-    def on_train_end(self):
-        self._tick()
-
-    def _tick(self):
-        if self._clock is not None:
-            now = time.perf_counter()
-            self.train_seconds += now - self._clock
-            self._clock = now
 
     def on_save_checkpoint(self, checkpoint):
-        self._tick()
-        checkpoint["train_seconds"] = self.train_seconds
+        super().on_save_checkpoint(checkpoint)
         checkpoint["timestep_history"] = self.history.state_dict()
         checkpoint["recent"] = {k: list(v) for k, v in self.recent.items()}
 
     def on_load_checkpoint(self, checkpoint):
-        self.train_seconds = checkpoint.get("train_seconds", 0.0)
+        super().on_load_checkpoint(checkpoint)
         if "timestep_history" in checkpoint:
             self.history.load_state_dict(checkpoint["timestep_history"])
         for key, values in checkpoint.get("recent", {}).items():

@@ -6,10 +6,8 @@ trainer.max_steps, optional EMA of the weights (evaluation then uses the EMA wei
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,7 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from diffrep.data import ImageSet, to_float
 from diffrep.errors import UserError
 from diffrep.tasks.students import replace_head
-from diffrep.train import ema_model, step_generator, step_loader
+from diffrep.train import TimedModule, ema_model, step_generator, step_loader
 
 OPTIM_DEFAULTS = {
     "name": "sgd",          # sgd | adamw
@@ -41,7 +39,7 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class ClassifierModule(L.LightningModule):
+class ClassifierModule(TimedModule):
     def __init__(self, student: nn.Module, arch: str, num_classes: int, optim: dict, train_data: ImageSet,
                  seed: int, hflip: bool):
         super().__init__()
@@ -52,7 +50,6 @@ class ClassifierModule(L.LightningModule):
         self.num_classes, self.optim, self.train_data, self.seed, self.hflip = (num_classes, optim, train_data,
                                                                                   seed, hflip)
         self.recent_losses: deque[float] = deque(maxlen=100)
-        self.train_seconds, self._clock = 0.0, None
 
     @property
     def eval_model(self) -> nn.Module:
@@ -101,25 +98,12 @@ class ClassifierModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine(step, warmup, total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    def on_train_start(self):
-        self._clock = time.perf_counter()
-
-    def on_train_end(self):
-        self._tick()
-
-    def _tick(self):
-        if self._clock is not None:
-            now = time.perf_counter()
-            self.train_seconds += now - self._clock
-            self._clock = now
-
     def on_save_checkpoint(self, checkpoint):
-        self._tick()
-        checkpoint["train_seconds"] = self.train_seconds
+        super().on_save_checkpoint(checkpoint)
         checkpoint["recent_losses"] = list(self.recent_losses)
 
     def on_load_checkpoint(self, checkpoint):
-        self.train_seconds = checkpoint.get("train_seconds", 0.0)
+        super().on_load_checkpoint(checkpoint)
         self.recent_losses.extend(checkpoint.get("recent_losses", []))
 
     @torch.no_grad()

@@ -1,0 +1,33 @@
+"""TimedModule: a LightningModule that counts its own training seconds across resumes.
+
+Subclasses that override on_train_start / on_save_checkpoint / on_load_checkpoint call super() first.
+"""
+from __future__ import annotations
+
+import time
+
+import lightning as L
+
+
+class TimedModule(L.LightningModule):
+    train_seconds: float = 0.0
+    _clock: float | None = None
+
+    def on_train_start(self):
+        self._clock = time.perf_counter()
+
+    def on_train_end(self):
+        self._tick()
+
+    def _tick(self):
+        if self._clock is not None:
+            now = time.perf_counter()
+            self.train_seconds += now - self._clock
+            self._clock = now
+
+    def on_save_checkpoint(self, checkpoint):
+        self._tick()
+        checkpoint["train_seconds"] = self.train_seconds
+
+    def on_load_checkpoint(self, checkpoint):
+        self.train_seconds = checkpoint.get("train_seconds", 0.0)
