@@ -24,10 +24,17 @@ CONFIGURED = {
     ("distill",): ("diffrep.repfusion.distill", "RepFusion: distil a teacher's features into a student", True),
     ("experiment", "repfusion"): ("diffrep.repfusion.experiment",
                                   "RepFusion vs random init: every variant x label fraction x seed, one table", False),
-    ("quickstart",): ("diffrep.quickstart", "the main job on the shipped teacher: info and samples", False),
+    ("pdae", "fit"): ("diffrep.pdae.fit", "PDAE: learn a semantic encoder and a gradient estimator on a frozen DPM",
+                      True),
+    ("pdae", "fit-diffae"): ("diffrep.pdae.baseline",
+                             "the Diff-AE baseline: the same encoder with a z-conditioned UNet trained from scratch",
+                             True),
+    ("quickstart",): ("diffrep.quickstart",
+                      "the main job on the shipped teacher: info, samples, a probe, a short distillation", False),
 }
 GROUPS = {"teacher": "inspect a pre-trained DPM", "dpm": "train and sample a DDPM of your own",
-          "experiment": "the experiments behind the README's tables, resumable"}
+          "experiment": "the experiments behind the README's tables, resumable",
+          "pdae": "PDAE: autoencode images through a frozen pre-trained DPM"}
 
 
 class _Parser(argparse.ArgumentParser):

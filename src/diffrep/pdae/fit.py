@@ -1,0 +1,97 @@
+"""`diffrep pdae fit`: learn a semantic encoder and a gradient estimator on a frozen pre-trained DPM.
+
+    diffrep pdae fit --data fashion-mnist --out runs/pdae
+    diffrep pdae fit --weighting none --out runs/pdae-simple     # the weighting ablation
+
+Writes OUT/model/ (model.safetensors: the EMA encoder and estimator; config.json: their config and the teacher;
+read it with `diffrep.pdae.load_autoencoder`), metrics.json (final_loss, final_mse, steps, train_seconds,
+parameters), config.yaml, TensorBoard + CSV logs and checkpoints (--resume).
+"""
+from __future__ import annotations
+
+import lightning as L
+
+from diffrep import data as data_lib
+from diffrep.errors import UserError
+from diffrep.pdae.autoencoder import PDAE, save_autoencoder
+from diffrep.pdae.encoder import SemanticEncoder
+from diffrep.pdae.estimator import GradientEstimator
+from diffrep.pdae.module import PDAEModule
+from diffrep.pdae.unet_parts import check_config, time_embedding_dim
+from diffrep.pdae.weighting import loss_weights
+from diffrep.teacher import Teacher, load_teacher
+from diffrep.train import TRAINER_DEFAULTS, fit, prepare_run, write_metrics
+
+DEFAULTS = {
+    "teacher": None,            # diffusers UNet2DModel directory; default: the shipped teacher
+    "data": {**data_lib.DATA_DEFAULTS, "resolution": None, "channels": None},  # null: the teacher's
+    "z_dim": None,              # null: the teacher's time-embedding width, 4 x block_out_channels[0] (512 for the
+                                # reference's C=128 DPMs, 128 for the shipped 32 px teacher)
+    "encoder": {"channels": None},  # one stride-2 conv per width; null: the reference's widths for the resolution
+    "weighting": "pdae",        # pdae: SNR^gamma / (1 + SNR) | none: 1 | p2: 1 / (k + SNR)^gamma
+    "gamma": 0.1,               # of the pdae weighting (the reference's)
+    "p2": {"k": 1.0, "gamma": 1.0},
+    "optim": {"lr": 1.0e-4, "batch_size": 64, "ema_decay": 0.999},  # reference: Adam 1e-4, batch 128, EMA 0.9999
+    "trainer": {**TRAINER_DEFAULTS, "max_steps": 5000},
+    "seed": 0,
+    "out": "runs/pdae",
+}
+
+
+def _positive_int(value, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{name} must be a positive integer, got {value!r}")
+
+
+def resolve(cfg: dict, teacher: Teacher) -> dict:
+    """The config with the teacher's resolution, channels and z width filled in, every choice checked."""
+    cfg = {**cfg, "data": {**cfg["data"]}}
+    check_config(teacher.unet.config)
+    for key, value in (("resolution", teacher.resolution), ("channels", teacher.channels)):
+        if cfg["data"][key] is None:
+            cfg["data"][key] = value
+        elif cfg["data"][key] != value:
+            raise UserError(f"data.{key} is {cfg['data'][key]} but the teacher expects {value}; "
+                            f"drop --data.{key} to use the teacher's")
+    if cfg["z_dim"] is None:
+        cfg["z_dim"] = time_embedding_dim(teacher.unet.config)
+    _positive_int(cfg["z_dim"], "z_dim")
+    _positive_int(cfg["optim"]["batch_size"], "optim.batch_size")
+    if "weighting" in cfg:  # the Diff-AE baseline has none; an unknown name or a non-number is a UserError
+        loss_weights(teacher.alphas_cumprod, cfg["weighting"], cfg["gamma"], cfg["p2"]["k"], cfg["p2"]["gamma"])
+    return cfg
+
+
+def build_encoder(cfg: dict) -> SemanticEncoder:
+    return SemanticEncoder(cfg["data"]["channels"], cfg["data"]["resolution"], cfg["z_dim"],
+                           cfg["encoder"]["channels"])
+
+
+def train_and_save(cfg: dict, resume: bool, module: PDAEModule, train: data_lib.ImageSet, what: str) -> dict:
+    """Shared by PDAE and the Diff-AE baseline: train, then save the EMA model and the metrics."""
+    out = prepare_run(cfg["out"], cfg, resume)  # after every check, so a bad option leaves no run directory
+    params = sum(p.numel() for p in module.model.parameters())
+    print(f"training {what} ({params / 1e6:.2f}M trainable parameters, z_dim {cfg['z_dim']}) on {len(train)} "
+          f"{cfg['data']['name']} images for {cfg['trainer']['max_steps']} steps -> {out}")
+    trainer = fit(module, cfg["trainer"], out, resume)
+    if not trainer.is_global_zero:  # with several devices, one process saves
+        return {}
+    teacher = module.teacher
+    model_dir = save_autoencoder(module.ema.module, out / "model", teacher=str(teacher.path) if teacher.path else None,
+                                 schedule=dict(teacher.scheduler.config), steps=module.global_step)
+    metrics = write_metrics(out, {**module.final_metrics(), "steps": module.global_step,
+                                  "train_seconds": module.train_seconds, "parameters": params,
+                                  "world_size": trainer.world_size})
+    print(f"saved the EMA model to {model_dir}")
+    return metrics
+
+
+def run(cfg: dict, resume: bool = False) -> dict:
+    teacher = load_teacher(cfg["teacher"])
+    cfg = resolve(cfg, teacher)
+    train = data_lib.load(cfg["data"], "train")
+    L.seed_everything(cfg["seed"], verbose=False)
+    model = PDAE(build_encoder(cfg), GradientEstimator(teacher.unet.config, cfg["z_dim"]))
+    weights = loss_weights(teacher.alphas_cumprod, cfg["weighting"], cfg["gamma"], cfg["p2"]["k"], cfg["p2"]["gamma"])
+    module = PDAEModule(teacher, model, weights, cfg["optim"], train, cfg["seed"], cfg["data"]["hflip"])
+    return train_and_save(cfg, resume, module, train, f"PDAE on {teacher.path} ({cfg['weighting']} weighting)")
