@@ -1,7 +1,6 @@
 """DDPMModule: epsilon-prediction training of a diffusers UNet2DModel, with EMA weights."""
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 
 import torch
@@ -22,7 +21,6 @@ class DDPMModule(TimedModule):
         self.scheduler = ddpm_scheduler(schedule)
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone(), persistent=False)
         self.optim, self.train_data, self.seed, self.hflip = optim, train_data, seed, hflip
-        self.recent_losses: deque[float] = deque(maxlen=100)
 
     def train_dataloader(self):
         rank_seed = self.seed + 7919 * self.global_rank  # each device draws its own batches
@@ -46,13 +44,6 @@ class DDPMModule(TimedModule):
         super().optimizer_step(*args, **kwargs)
         self.ema.update_parameters(self.unet)
 
-    def on_save_checkpoint(self, checkpoint):
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["recent_losses"] = list(self.recent_losses)
-
-    def on_load_checkpoint(self, checkpoint):
-        super().on_load_checkpoint(checkpoint)
-        self.recent_losses.extend(checkpoint.get("recent_losses", []))
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.unet.parameters(), lr=self.optim["lr"])

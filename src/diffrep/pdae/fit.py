@@ -47,12 +47,7 @@ def resolve(cfg: dict, teacher: Teacher) -> dict:
     """The config with the teacher's resolution, channels and z width filled in, every choice checked."""
     cfg = {**cfg, "data": {**cfg["data"]}}
     check_config(teacher.unet.config)
-    for key, value in (("resolution", teacher.resolution), ("channels", teacher.channels)):
-        if cfg["data"][key] is None:
-            cfg["data"][key] = value
-        elif cfg["data"][key] != value:
-            raise UserError(f"data.{key} is {cfg['data'][key]} but the teacher expects {value}; "
-                            f"drop --data.{key} to use the teacher's")
+    cfg["data"] = teacher.data_config(cfg["data"])
     if cfg["z_dim"] is None:
         cfg["z_dim"] = time_embedding_dim(teacher.unet.config)
     _positive_int(cfg["z_dim"], "z_dim")

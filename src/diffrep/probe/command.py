@@ -47,12 +47,7 @@ def _positive_int(value, name: str) -> int:
 def resolve(cfg: dict, teacher: Teacher) -> dict:
     """The config with the teacher's resolution/channels, timesteps, taps and inputs filled in and checked."""
     cfg = {**cfg, "data": {**cfg["data"]}, "probe": {**cfg["probe"]}}
-    for key, value in (("resolution", teacher.resolution), ("channels", teacher.channels)):
-        if cfg["data"][key] is None:
-            cfg["data"][key] = value
-        elif cfg["data"][key] != value:
-            raise UserError(f"data.{key} is {cfg['data'][key]} but the teacher expects {value}; "
-                            f"drop --data.{key} to use the teacher's")
+    cfg["data"] = teacher.data_config(cfg["data"])
     cfg["timesteps"] = parse_timesteps(cfg["timesteps"], teacher.num_timesteps)
     cfg["taps"] = parse_taps(teacher, cfg["taps"])
     cfg["inputs"] = parse_inputs(cfg["inputs"])

@@ -71,12 +71,7 @@ def _check(value, valid, name):
 def resolve(cfg: dict, teacher: Teacher) -> dict:
     """The config with the teacher's resolution/channels and the default taps filled in, every choice checked."""
     cfg = {**cfg, **{k: {**cfg[k]} for k in ("data", "student", "loss", "policy", "optim", "trainer")}}
-    for key, value in (("resolution", teacher.resolution), ("channels", teacher.channels)):
-        if cfg["data"][key] is None:
-            cfg["data"][key] = value
-        elif cfg["data"][key] != value:
-            raise UserError(f"data.{key} is {cfg['data'][key]} but the teacher expects {value}; "
-                            f"drop --data.{key} to use the teacher's")
+    cfg["data"] = teacher.data_config(cfg["data"])
     cfg["teacher_tap"] = teacher.check_taps([cfg["teacher_tap"] or default_teacher_tap(teacher)])[0]
     _check(cfg["teacher_input"], INPUT_MODES, "teacher_input")
     _check(cfg["student"]["arch"], STUDENTS, "student.arch")

@@ -95,7 +95,7 @@ def plan(cfg: dict) -> list[dict]:
                 if variant["distill"] is not None:
                     tag = f"labels{fraction:g}-" if uses_labels else ""
                     distill_seed = seed if cfg["distill_per_seed"] else cfg["seeds"][0]
-                    source = {"name": f"distill/{variant['name']}/{tag}seed{distill_seed}",
+                    source = {"name": f"distill/{variant['name']}/{tag}seed{distill_seed}", "seed": distill_seed,
                               "options": variant["distill"],
                               "labels": fraction if uses_labels else 1.0}
                 runs.append({"variant": variant["name"], "labels": fraction, "seed": seed, "distill": source,
@@ -118,9 +118,8 @@ def run(cfg: dict, resume: bool = False) -> dict:
     done = 0
     for name, source in distills.items():
         done += 1
-        seed = int(name.rsplit("seed", 1)[1])
-        options = dict(source["options"])
-        run_cfg = _sub_config(distill.DEFAULTS, shared, cfg["distill"], options, {
+        seed = source["seed"]
+        run_cfg = _sub_config(distill.DEFAULTS, shared, cfg["distill"], source["options"], {
             "seed": seed, "data": {"labels": source["labels"], "seed": seed}, "out": str(out / name)})
         if run_cfg["timesteps"] == "fixed:best":
             run_cfg["timesteps"] = f"fixed:{best_fixed_t(cfg, out, {**run_cfg, 'timesteps': 'policy'})}"

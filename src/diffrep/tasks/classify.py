@@ -6,7 +6,6 @@ trainer.max_steps, optional EMA of the weights (evaluation then uses the EMA wei
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +48,6 @@ class ClassifierModule(TimedModule):
         self.ema = ema_model(self.student, optim["ema_decay"]) if optim.get("ema_decay") else None
         self.num_classes, self.optim, self.train_data, self.seed, self.hflip = (num_classes, optim, train_data,
                                                                                   seed, hflip)
-        self.recent_losses: deque[float] = deque(maxlen=100)
 
     @property
     def eval_model(self) -> nn.Module:
@@ -98,13 +96,6 @@ class ClassifierModule(TimedModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine(step, warmup, total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    def on_save_checkpoint(self, checkpoint):
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["recent_losses"] = list(self.recent_losses)
-
-    def on_load_checkpoint(self, checkpoint):
-        super().on_load_checkpoint(checkpoint)
-        self.recent_losses.extend(checkpoint.get("recent_losses", []))
 
     @torch.no_grad()
     def test_accuracy(self, data: ImageSet, batch_size: int = 256) -> float:

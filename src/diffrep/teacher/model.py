@@ -116,6 +116,18 @@ class Teacher:
             raise UserError(f"unknown teacher input '{input}' (valid: {', '.join(INPUT_MODES)})")
         return run_with_taps(self.unet, taps, early_exit, x0.to(self.device), t)
 
+    def data_config(self, data: dict) -> dict:
+        """Data options with resolution and channels set to the teacher's where they are null; a value that
+        contradicts the teacher is a UserError."""
+        data = dict(data)
+        for key, value in (("resolution", self.resolution), ("channels", self.channels)):
+            if data[key] is None:
+                data[key] = value
+            elif data[key] != value:
+                raise UserError(f"data.{key} is {data[key]} but the teacher expects {value}; "
+                                f"drop --data.{key} to use the teacher's")
+        return data
+
     def summary(self) -> str:
         cfg = self.unet.config
         params = sum(p.numel() for p in self.unet.parameters())

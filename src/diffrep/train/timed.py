@@ -1,10 +1,12 @@
-"""TimedModule: a LightningModule that counts its own training seconds across resumes.
+"""TimedModule: a LightningModule that counts its own training seconds and keeps its last 100 losses,
+both across resumes.
 
 Subclasses that override on_train_start / on_save_checkpoint / on_load_checkpoint call super() first.
 """
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import lightning as L
 
@@ -12,6 +14,10 @@ import lightning as L
 class TimedModule(L.LightningModule):
     train_seconds: float = 0.0
     _clock: float | None = None
+
+    def __init__(self):
+        super().__init__()
+        self.recent_losses: deque[float] = deque(maxlen=100)  # for metrics.json's final_loss
 
     def on_train_start(self):
         self._clock = time.perf_counter()
@@ -28,6 +34,8 @@ class TimedModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint):
         self._tick()
         checkpoint["train_seconds"] = self.train_seconds
+        checkpoint["recent_losses"] = list(self.recent_losses)
 
     def on_load_checkpoint(self, checkpoint):
         self.train_seconds = checkpoint.get("train_seconds", 0.0)
+        self.recent_losses.extend(checkpoint.get("recent_losses", []))
