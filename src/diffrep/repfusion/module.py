@@ -124,7 +124,8 @@ class DistillModule(TimedModule):
         logs |= {"t/mean": t.float().mean(), "loss/total": loss.detach(),
                  "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         self.log_dict(logs, prog_bar=False)
-        self.log("loss", loss.detach(), prog_bar=True, logger=False)
+        # the bar shows the distillation term: the total holds the REINFORCE surrogate, negative by design
+        self.log("feat", logs["loss/feat"], prog_bar=True, logger=False)
         for key, value in logs.items():
             self.recent[key].append(float(value))
         return loss
