@@ -31,8 +31,7 @@ class DiffAEUNet(nn.Module):
 
     def __init__(self, unet_config: dict, z_dim: int):
         super().__init__()
-        unet_config = {k: v for k, v in dict(unet_config).items() if not k.startswith("_")}
-        check_config(unet_config)
+        unet_config = check_config(unet_config)
         self.config = {"unet_config": unet_config, "z_dim": z_dim}
         emb = time_embedding_dim(unet_config)
         self.unet = z_condition(UNet2DModel(**unet_config), emb, z_shift=False)

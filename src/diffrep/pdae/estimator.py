@@ -22,8 +22,7 @@ from diffrep.pdae.zblock import z_condition
 class GradientEstimator(nn.Module):
     def __init__(self, unet_config: dict, z_dim: int):
         super().__init__()
-        unet_config = {k: v for k, v in dict(unet_config).items() if not k.startswith("_")}
-        check_config(unet_config)
+        unet_config = check_config(unet_config)
         self.config = {"unet_config": unet_config, "z_dim": z_dim}
         template = UNet2DModel(**unet_config)  # randomly initialised; only its decoder half is kept
         emb = time_embedding_dim(unet_config)

@@ -25,8 +25,10 @@ class Encoding(NamedTuple):
     emb: torch.Tensor
 
 
-def check_config(config) -> None:
-    """UNet2DModel configs built from plain down/up blocks with a positional time embedding and no classes."""
+def check_config(config) -> dict:
+    """The config without diffusers' private keys (_class_name, ...), once checked: UNet2DModel configs built
+    from plain down/up blocks with a positional time embedding and no classes."""
+    config = {k: v for k, v in dict(config).items() if not k.startswith("_")}
     for key, valid in (("down_block_types", DOWN_BLOCKS), ("up_block_types", UP_BLOCKS)):
         bad = [kind for kind in config[key] if kind not in valid]
         if bad:
@@ -35,6 +37,7 @@ def check_config(config) -> None:
         raise UserError(f"PDAE supports positional time embeddings, not '{config['time_embedding_type']}'")
     if config.get("class_embed_type") is not None or config.get("num_class_embeds") is not None:
         raise UserError("PDAE needs an unconditional teacher; this one is class-conditional")
+    return config
 
 
 def time_embedding_dim(config) -> int:
