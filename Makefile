@@ -33,6 +33,7 @@ test-slow: setup
 bench: setup
 	$(PY) benchmarks/teacher_features.py
 	$(PY) benchmarks/distill_step.py
+	$(PY) benchmarks/pdae_step.py
 
 clean:
 	rm -rf out .pytest_cache

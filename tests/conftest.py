@@ -10,7 +10,8 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# at most 2 threads, fewer if OMP_NUM_THREADS says so (two threads on two busy cores run ~50x slower)
+torch.set_num_threads(min(int(os.environ.get("OMP_NUM_THREADS", 2)), 2, os.cpu_count() or 1))
 
 TINY_UNET = dict(
     sample_size=16, in_channels=1, out_channels=1, block_out_channels=(16, 16, 32, 32), layers_per_block=1,

@@ -103,12 +103,12 @@ def test_experiment_tabulates_every_variant_and_resumes(tiny_teacher_dir, tmp_pa
     config.write_text(f"""
 teacher: {tiny_teacher_dir}
 data: {{name: digits, train_size: 96, test_size: 32}}
-labels: [0.5]
+labels: [0.5, 1.0]
 seeds: [0, 1]
 variants:
   - {{name: random_init, distill: null}}
-  - {{name: policy_clean, distill: {{timesteps: policy}}}}
-  - {{name: best_fixed, distill: {{timesteps: "fixed:best"}}}}
+  - {{name: policy_clean, distill: {{timesteps: policy}}, labels: [0.5]}}
+  - {{name: best_fixed, distill: {{timesteps: "fixed:best"}}, labels: [1.0]}}
 distill: {{student: {{stem: imagenet}}, optim: {{batch_size: 16}}, trainer: {{max_steps: 2, progress_bar: false}}}}
 finetune: {{data: {{resolution: 16}}, optim: {{batch_size: 16}}, trainer: {{max_steps: 2, progress_bar: false}}}}
 best_fixed: {{train_size: 64, test_size: 32, timesteps: "0,500"}}
@@ -117,11 +117,12 @@ out: {tmp_path / "exp"}
     first = run_cli("experiment", "repfusion", "--config", str(config))
     out = tmp_path / "exp"
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert [(r["variant"], r["seed"]) for r in rows] == [(v, s) for v in ("random_init", "policy_clean", "best_fixed")
-                                                         for s in ("0", "1")]
+    assert [(r["variant"], r["labels"], r["seed"]) for r in rows] == [
+        (v, f, s) for v, fractions in (("random_init", ("0.5", "1.0")), ("policy_clean", ("0.5",)),
+                                       ("best_fixed", ("1.0",))) for f in fractions for s in ("0", "1")]
     assert json.loads((out / "best_fixed_t.json").read_text())["t"] in (0, 500)
     table = (out / "results.md").read_text()
-    assert "| policy_clean | " in table and "0.5 labels" in table and (out / "results.png").is_file()
-    assert "4 distillations and 6 fine-tunings" in first.stdout
+    assert "| policy_clean | " in table and "| best_fixed | - | " in table and (out / "results.png").is_file()
+    assert "4 distillations and 8 fine-tunings" in first.stdout
     again = run_cli("experiment", "repfusion", "--config", str(config))
     assert again.stdout.count(": done") == 4 and "fine-tuning a" not in again.stdout

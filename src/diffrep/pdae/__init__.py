@@ -23,6 +23,10 @@ The method as implemented (section numbers are those of reference/pdae.md, which
   their EMA is saved.
 - Baseline (baseline.py): Diff-AE, the same encoder with a full z-conditioned UNet of the teacher's
   architecture (z scales only, as Diff-AE) trained from scratch with the plain eps loss.
+- Applications (4.1-4.4, 1.6), each a `diffrep pdae` command on a saved model (app.py loads it): DDIM encode and
+  decode with one eps function for the teacher, a PDAE or a Diff-AE (ddim.py); reconstruct, interpolate,
+  manipulate, encode (z + linear probe) and gap. evaluation.py records the random-x_T MSE during training
+  (--eval.every_n_steps) and `diffrep pdae compare` turns two such records into time-to-the-same-MSE.
 
 Deviations, and why:
 - z_dim defaults to the teacher's time-embedding width (4 x block_out_channels[0]) instead of a fixed 512: that

@@ -2,20 +2,26 @@
 
     diffrep pdae fit --data fashion-mnist --out runs/pdae
     diffrep pdae fit --weighting none --out runs/pdae-simple     # the weighting ablation
+    diffrep pdae fit --eval.every_n_steps 250 --out runs/pdae    # + OUT/eval.csv for `diffrep pdae compare`
 
-Writes OUT/model/ (model.safetensors: the EMA encoder and estimator; config.json: their config and the teacher;
-read it with `diffrep.pdae.load_autoencoder`), metrics.json (final_loss, final_mse, steps, train_seconds,
-parameters), config.yaml, TensorBoard + CSV logs and checkpoints (--resume).
+Writes OUT/model/ (model.safetensors: the EMA encoder and estimator; config.json: their config, the teacher and
+the data set; read it with `diffrep.pdae.load_autoencoder`), metrics.json (final_loss, final_mse, steps,
+train_seconds, parameters; eval_random_xT_mse with eval on), config.yaml, TensorBoard + CSV logs and checkpoints
+(--resume). With eval.every_n_steps > 0, OUT/eval.csv records the EMA model's random-x_T MSE against training
+time (evaluation.py); the evaluations' own time is not in train_seconds.
 """
 from __future__ import annotations
 
 import lightning as L
+import torch
 
 from diffrep import data as data_lib
 from diffrep.errors import UserError
 from diffrep.pdae.autoencoder import PDAE, save_autoencoder
 from diffrep.pdae.encoder import SemanticEncoder
 from diffrep.pdae.estimator import GradientEstimator
+from diffrep.pdae.evaluation import EVAL_DEFAULTS, RandomXTEvaluation
+from diffrep.pdae.evaluation import check as check_eval
 from diffrep.pdae.module import PDAEModule
 from diffrep.pdae.unet_parts import check_config, time_embedding_dim
 from diffrep.pdae.weighting import loss_weights
@@ -33,6 +39,7 @@ DEFAULTS = {
     "p2": {"k": 1.0, "gamma": 1.0},
     "optim": {"lr": 1.0e-4, "batch_size": 64, "ema_decay": 0.999},  # reference: Adam 1e-4, batch 128, EMA 0.9999
     "trainer": {**TRAINER_DEFAULTS, "max_steps": 5000},
+    "eval": {**EVAL_DEFAULTS},  # random-x_T MSE of the EMA model against train_seconds, to OUT/eval.csv
     "seed": 0,
     "out": "runs/pdae",
 }
@@ -52,6 +59,7 @@ def resolve(cfg: dict, teacher: Teacher) -> dict:
         cfg["z_dim"] = time_embedding_dim(teacher.unet.config)
     _positive_int(cfg["z_dim"], "z_dim")
     _positive_int(cfg["optim"]["batch_size"], "optim.batch_size")
+    check_eval(cfg["eval"])
     if "weighting" in cfg:  # the Diff-AE baseline has none; an unknown name or a non-number is a UserError
         loss_weights(teacher.alphas_cumprod, cfg["weighting"], cfg["gamma"], cfg["p2"]["k"], cfg["p2"]["gamma"])
     return cfg
@@ -62,21 +70,35 @@ def build_encoder(cfg: dict) -> SemanticEncoder:
                            cfg["encoder"]["channels"])
 
 
+def evaluation_callback(cfg: dict, out) -> RandomXTEvaluation | None:
+    """The in-training random-x_T evaluation on a seeded test subset, or None when eval.every_n_steps is 0."""
+    options = cfg["eval"]
+    if not options["every_n_steps"]:
+        return None
+    test = data_lib.load(cfg["data"], "test")
+    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(cfg["seed"]))[:options["images"]]
+    return RandomXTEvaluation(out, test.floats(pick.sort().values), options["every_n_steps"], options["steps"],
+                              cfg["seed"])
+
+
 def train_and_save(cfg: dict, resume: bool, module: PDAEModule, train: data_lib.ImageSet, what: str) -> dict:
     """Shared by PDAE and the Diff-AE baseline: train, then save the EMA model and the metrics."""
     out = prepare_run(cfg["out"], cfg, resume)  # after every check, so a bad option leaves no run directory
     params = sum(p.numel() for p in module.model.parameters())
     print(f"training {what} ({params / 1e6:.2f}M trainable parameters, z_dim {cfg['z_dim']}) on {len(train)} "
           f"{cfg['data']['name']} images for {cfg['trainer']['max_steps']} steps -> {out}")
-    trainer = fit(module, cfg["trainer"], out, resume)
+    evaluation = evaluation_callback(cfg, out)
+    trainer = fit(module, cfg["trainer"], out, resume, callbacks=[evaluation] if evaluation else None)
     if not trainer.is_global_zero:  # with several devices, one process saves
         return {}
     teacher = module.teacher
     model_dir = save_autoencoder(module.ema.module, out / "model", teacher=str(teacher.path) if teacher.path else None,
-                                 schedule=dict(teacher.scheduler.config), steps=module.global_step)
+                                 schedule=dict(teacher.scheduler.config), steps=module.global_step,
+                                 data={"name": cfg["data"]["name"], "root": cfg["data"]["root"]})
     metrics = write_metrics(out, {**module.final_metrics(), "steps": module.global_step,
                                   "train_seconds": module.train_seconds, "parameters": params,
-                                  "world_size": trainer.world_size})
+                                  "world_size": trainer.world_size,
+                                  **({"eval_random_xT_mse": evaluation.last} if evaluation else {})})
     print(f"saved the EMA model to {model_dir}")
     return metrics
 

@@ -39,5 +39,5 @@ from diffrep.probe.rank import effective_rank, feature_rank, singular_values
 from diffrep.probe.sweep import COLUMNS, best, default_taps, default_timesteps, random_like, run
 
 __all__ = ["COLUMNS", "PROBE_DEFAULTS", "best", "default_taps", "default_timesteps", "effective_rank", "extract",
-           "extract_pools", "feature_rank", "fit_logistic", "parse_pool", "parse_pools", "pixels", "pool_map", "probe", "random_like", "run",
-           "singular_values", "standardise"]
+           "extract_pools", "feature_rank", "fit_logistic", "parse_pool", "parse_pools", "pixels", "pool_map", "probe",
+           "random_like", "run", "singular_values", "standardise"]

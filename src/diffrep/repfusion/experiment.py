@@ -8,15 +8,19 @@ labels; the others are shared by every fraction. `fixed:best` is replaced by the
 probe of the distilled tap (`diffrep.probe.run`, on a subset, cached in best_fixed_t.json). Every run has its
 own directory under OUT; a finished run is skipped and an unfinished one resumed, so the whole experiment
 resumes where it stopped. Writes OUT/results.csv (one row per fine-tuning), results.md (mean +/- std per
-variant and fraction) and results.png.
+variant and fraction) and results.png. Several runners may share OUT (e.g. `--labels "[0.01]"` and
+`--labels "[0.1]"` on two devices): a lock file per run makes them take turns on the runs they share; each
+writes the table of its own runs, so run the command once more over everything to tabulate it all.
 """
 from __future__ import annotations
 
 import copy
 import csv
+import fcntl
 import json
 import statistics
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from diffrep import config as config_lib
@@ -36,7 +40,8 @@ DEFAULTS = {
     "labels": [0.01, 0.1],           # label fractions for fine-tuning (and for the policy's reward)
     "seeds": [0, 1, 2],
     "distill_per_seed": True,        # false: one distillation (the first seed) shared by every fine-tuning seed
-    "variants": [                    # name + distill options (null: random init, no distillation)
+    "variants": [                    # name + distill options (null: random init, no distillation); a variant's
+                                     # own `labels` list runs it on those fractions only
         {"name": "random_init", "distill": None},
         {"name": "policy_clean", "distill": {"timesteps": "policy", "teacher_input": "clean"}},
         {"name": "policy_noised", "distill": {"timesteps": "policy", "teacher_input": "noised"}},
@@ -53,6 +58,21 @@ DEFAULTS = {
 def _finished(out: Path, key: str) -> bool:
     path = out / "metrics.json"
     return path.is_file() and key in json.loads(path.read_text())
+
+
+@contextmanager
+def _claimed(out: Path, name: str):
+    """Holds an exclusive lock on OUT/NAME.lock: runners that share OUT (say one per label fraction, on two
+    devices) take turns on a run they both need, and the second finds it finished instead of training it again."""
+    lock = out / f"{name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another runner to finish {name}")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def _sub_config(defaults: dict, *updates: dict) -> dict:
@@ -89,7 +109,12 @@ def plan(cfg: dict) -> list[dict]:
     runs = []
     for variant in cfg["variants"]:
         uses_labels = bool(variant["distill"]) and variant["distill"].get("timesteps", "policy") == "policy"
-        for fraction in cfg["labels"]:
+        fractions = variant.get("labels", cfg["labels"])
+        unknown = set(variant) - {"name", "distill", "labels"}
+        if unknown or not set(fractions) <= set(cfg["labels"]):
+            raise UserError(f"variant {variant['name']}: keys are name, distill and labels (a subset of "
+                            f"{cfg['labels']}); got {sorted(variant)} with labels {fractions}")
+        for fraction in fractions:
             for seed in cfg["seeds"]:
                 source = None
                 if variant["distill"] is not None:
@@ -121,13 +146,14 @@ def run(cfg: dict, resume: bool = False) -> dict:
         seed = source["seed"]
         run_cfg = _sub_config(distill.DEFAULTS, shared, cfg["distill"], source["options"], {
             "seed": seed, "data": {"labels": source["labels"], "seed": seed}, "out": str(out / name)})
-        if run_cfg["timesteps"] == "fixed:best":
-            run_cfg["timesteps"] = f"fixed:{best_fixed_t(cfg, out, {**run_cfg, 'timesteps': 'policy'})}"
-        if _finished(out / name, "train_seconds"):
-            print(f"[{done}/{total}] {name}: done")
-            continue
-        print(f"[{done}/{total}] {name}")
-        distill.run(run_cfg, resume=(out / name).exists())
+        with _claimed(out, name):
+            if run_cfg["timesteps"] == "fixed:best":
+                run_cfg["timesteps"] = f"fixed:{best_fixed_t(cfg, out, {**run_cfg, 'timesteps': 'policy'})}"
+            if _finished(out / name, "train_seconds"):
+                print(f"[{done}/{total}] {name}: done")
+                continue
+            print(f"[{done}/{total}] {name}")
+            distill.run(run_cfg, resume=(out / name).exists())
     rows = []
     for item in runs:
         done += 1
@@ -136,9 +162,10 @@ def run(cfg: dict, resume: bool = False) -> dict:
         run_cfg = _sub_config(finetune.DEFAULTS, {"data": shared["data"]}, cfg["finetune"], {
             "init": init, "seed": item["seed"], "data": {"labels": item["labels"], "seed": item["seed"]},
             "out": str(ft_out)})
-        if not _finished(ft_out, "test_accuracy"):
-            print(f"[{done}/{total}] {item['name']}")
-            finetune.run(run_cfg, resume=ft_out.exists())
+        with _claimed(out, item["name"]):
+            if not _finished(ft_out, "test_accuracy"):
+                print(f"[{done}/{total}] {item['name']}")
+                finetune.run(run_cfg, resume=ft_out.exists())
         metrics = json.loads((ft_out / "metrics.json").read_text())
         rows.append({"variant": item["variant"], "labels": item["labels"], "seed": item["seed"],
                      "test_accuracy": metrics["test_accuracy"], "train_images": metrics["train_images"]})
@@ -157,18 +184,20 @@ def write_results(rows: list[dict], cfg: dict, out: Path) -> dict:
     for v in variants:
         for f in fractions:
             accs = [r["test_accuracy"] for r in rows if r["variant"] == v and r["labels"] == f]
-            stats[v, f] = (statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0, len(accs))
+            if accs:  # a variant restricted to some fractions has no cell for the others
+                stats[v, f] = (statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0, len(accs))
     lines = ["| student init | " + " | ".join(f"{f:g} labels" for f in fractions) + " |",
              "|---|" + "---|" * len(fractions)]
     for v in variants:
         lines.append(f"| {v} | " + " | ".join(f"{100 * stats[v, f][0]:.2f} +/- {100 * stats[v, f][1]:.2f}"
-                                                for f in fractions) + " |")
+                                                if (v, f) in stats else "-" for f in fractions) + " |")
     seeds = ", ".join(map(str, cfg["seeds"]))
     (out / "results.md").write_text(f"Test accuracy (%), mean +/- std over seeds {seeds}.\n\n"
                                     + "\n".join(lines) + "\n")
-    grouped_bars({f"{f:g} labels": {v: (100 * stats[v, f][0], 100 * stats[v, f][1]) for v in variants}
-                  for f in fractions}, out / "results.png", ylabel="test accuracy (%)",
+    bars = {f"{f:g} labels": {v: (100 * stats[v, f][0], 100 * stats[v, f][1]) for v in variants if (v, f) in stats}
+            for f in fractions}
+    grouped_bars(bars, out / "results.png", ylabel="test accuracy (%)",
                  title="student initialisation vs label fraction (mean +/- std over seeds)")
-    summary = {f"{v}_labels{f:g}_mean": stats[v, f][0] for v in variants for f in fractions}
-    summary |= {f"{v}_labels{f:g}_std": stats[v, f][1] for v in variants for f in fractions}
+    summary = {f"{v}_labels{f:g}_mean": mean for (v, f), (mean, _, _) in stats.items()}
+    summary |= {f"{v}_labels{f:g}_std": std for (v, f), (_, std, _) in stats.items()}
     return write_metrics(out, summary)

@@ -37,8 +37,8 @@ def heatmap(values: list[list[float]], row_labels: list, col_labels: list, path:
 
 
 def curves_vs_t(panels: list[tuple[str, dict[str, tuple[list, list]]]], path: str | Path, title: str = "",
-                hlines: list[tuple[int, float, str, str]] = (), linthresh: float = 10.0) -> Path:
-    """One panel per (y label, {curve label: (ts, ys)}), on a symlog t axis (t = 0 stays visible).
+                hlines: list[tuple[int, float, str, str]] = (), linthresh: float = 10.0, logy: bool = False) -> Path:
+    """One panel per (y label, {curve label: (ts, ys)}), on a symlog t axis (t = 0 stays visible), log y if asked.
 
     Curve labels "A | B" share a colour per A and a line style per B; hlines are horizontal
     baselines (panel index, y, label, line style).
@@ -52,6 +52,8 @@ def curves_vs_t(panels: list[tuple[str, dict[str, tuple[list, list]]]], path: st
             style = styles.setdefault(second, LINESTYLES[len(styles) % len(LINESTYLES)])
             ax.plot(ts, ys, marker="o", markersize=3, color=colour, linestyle=style, label=label)
         ax.set_xscale("symlog", linthresh=linthresh)
+        if logy:
+            ax.set_yscale("log")
         ax.set(xlabel="timestep t", ylabel=ylabel)
         ax.grid(alpha=0.3)
     for panel, y, label, style in hlines:

@@ -1,5 +1,5 @@
 """TimedModule: a LightningModule that counts its own training seconds and keeps its last 100 losses,
-both across resumes.
+both across resumes. Work done inside `with module.untimed():` (an evaluation callback) is not counted.
 
 Subclasses that override on_train_start / on_save_checkpoint / on_load_checkpoint call super() first.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from contextlib import contextmanager
 
 import lightning as L
 
@@ -30,6 +31,16 @@ class TimedModule(L.LightningModule):
             now = time.perf_counter()
             self.train_seconds += now - self._clock
             self._clock = now
+
+    @contextmanager
+    def untimed(self):
+        """Bring train_seconds up to date, then leave the time spent in the block out of it."""
+        self._tick()
+        try:
+            yield
+        finally:
+            if self._clock is not None:
+                self._clock = time.perf_counter()
 
     def on_save_checkpoint(self, checkpoint):
         self._tick()
