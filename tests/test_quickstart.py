@@ -14,11 +14,12 @@ def test_shipped_teacher_is_a_plain_diffusers_directory_under_20mb():
     assert {"down_blocks.1", "mid_block", "mid_block.resnets.1.conv2", "up_blocks.0"} <= set(teacher.taps)
 
 
-def test_quickstart_writes_info_samples_a_probe_and_a_distilled_student(tmp_path):
+def test_quickstart_writes_info_samples_a_probe_a_distilled_student_and_a_pdae(tmp_path):
     run_cli("quickstart", "--samples.n", "4", "--samples.steps", "2", "--probe.train_size", "200",
             "--probe.test_size", "100", "--probe.timesteps", "0,500", "--distill.steps", "2",
             "--distill.batch_size", "16", "--finetune.steps", "2", "--finetune.batch_size", "16",
-            "--finetune.test_size", "100", "--out", str(tmp_path))
+            "--finetune.test_size", "100", "--pdae.steps", "2", "--pdae.batch_size", "8", "--pdae.test_size", "4",
+            "--pdae.pairs", "1", "--pdae.ddim_steps", "2", "--out", str(tmp_path))
     assert "mid_block.resnets.1.conv2" in (tmp_path / "teacher_info.txt").read_text()
     assert (tmp_path / "samples.png").stat().st_size > 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -28,3 +29,7 @@ def test_quickstart_writes_info_samples_a_probe_and_a_distilled_student(tmp_path
     distilled = tmp_path / "distill"
     assert (distilled / "student.safetensors").is_file() and (distilled / "timesteps.png").is_file()
     assert 0 <= metrics["finetune_distilled_accuracy"] <= 1 and 0 <= metrics["finetune_random_accuracy"] <= 1
+    assert (tmp_path / "pdae" / "model" / "model.safetensors").is_file()
+    assert (tmp_path / "pdae-reconstruct" / "reconstruct.png").is_file()
+    assert (tmp_path / "pdae-interpolate" / "interpolate.png").is_file()
+    assert 0 < metrics["pdae_random_xT_mse"] < 1 and -1 <= metrics["pdae_inferred_ssim"] <= 1

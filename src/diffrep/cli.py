@@ -42,8 +42,8 @@ CONFIGURED = {
     ("pdae", "compare"): ("diffrep.pdae.compare",
                           "training time two runs' in-training evaluations need to reach the same random-x_T MSE",
                           False),
-    ("quickstart",): ("diffrep.quickstart",
-                      "the main job on the shipped teacher: info, samples, a probe, a short distillation", False),
+    ("quickstart",): ("diffrep.quickstart", "the main job on the shipped teacher: info, samples, a probe, a short "
+                      "distillation and a short PDAE fit", False),
 }
 GROUPS = {"teacher": "inspect a pre-trained DPM", "dpm": "train and sample a DDPM of your own",
           "experiment": "the experiments behind the README's tables, resumable",

@@ -2,8 +2,9 @@
 
 The shipped teacher's summary and taps (teacher_info.txt), a sample grid (samples.png), a probe of its
 features on a Fashion-MNIST subset (probe/: table, heatmaps, report), and a short RepFusion distillation
-(distill/) whose student is fine-tuned on 1% of the labels next to a randomly initialised one (finetune-*/).
-Each step is one of the full commands with small settings.
+(distill/) whose student is fine-tuned on 1% of the labels next to a randomly initialised one (finetune-*/), and
+a short PDAE fit on the frozen teacher (pdae/) with its reconstructions and interpolations (pdae-reconstruct/,
+pdae-interpolate/). Each step is one of the full commands with small settings.
 """
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from pathlib import Path
 
 from diffrep import config as config_lib
 from diffrep.dpm.sample import sample, save_grid
+from diffrep.pdae import fit as pdae_fit
+from diffrep.pdae import interpolate as pdae_interpolate
+from diffrep.pdae import reconstruct as pdae_reconstruct
 from diffrep.probe import command as probe_command
 from diffrep.repfusion import distill
 from diffrep.tasks import finetune
@@ -27,6 +31,8 @@ DEFAULTS = {
     # `diffrep distill` with the policy, then `diffrep finetune` from its student and from random init
     "distill": {"steps": 100, "batch_size": 64, "labels": 0.01},
     "finetune": {"steps": 100, "batch_size": 64, "labels": 0.01, "test_size": 2000},
+    # `diffrep pdae fit`, then `pdae reconstruct` and `pdae interpolate` with `ddim_steps` DDIM steps
+    "pdae": {"steps": 200, "batch_size": 32, "test_size": 16, "pairs": 3, "ddim_steps": 20},
     "seed": 0,
     "out": "out/quickstart",
 }
@@ -71,6 +77,7 @@ def run(cfg: dict) -> dict:
     print(f"fine-tuned on {f['labels']:.0%} of the labels for {f['steps']} steps: test accuracy "
           f"{accuracy['distilled']:.2%} from the distilled student, {accuracy['random']:.2%} from random init "
           f"(a short demo; the README's table comes from `diffrep experiment repfusion`)")
+    pdae = _pdae(cfg, out)
     seconds = time.perf_counter() - start
     print(f"quickstart finished in {seconds:.0f} s; everything is in {out}/")
     return write_metrics(out, {"seconds": seconds, "taps": len(teacher.taps),
@@ -78,4 +85,21 @@ def run(cfg: dict) -> dict:
                                                                          "random_teacher_best_accuracy")},
                                "distill_t_mean": distilled.get("t_mean", float("nan")),
                                "finetune_distilled_accuracy": accuracy["distilled"],
-                               "finetune_random_accuracy": accuracy["random"]})
+                               "finetune_random_accuracy": accuracy["random"], **pdae})
+
+
+def _pdae(cfg: dict, out: Path) -> dict:
+    """A short PDAE fit on the frozen teacher, then reconstructions and interpolations of test images."""
+    p, model = cfg["pdae"], str(out / "pdae" / "model")
+    pdae_fit.run(config_lib.resolve(pdae_fit.DEFAULTS, None, {
+        "teacher": cfg["teacher"], "optim": {"batch_size": p["batch_size"]}, "trainer": {"max_steps": p["steps"]},
+        "seed": cfg["seed"], "out": str(out / "pdae")}), resume=True)
+    steps = p["ddim_steps"]
+    rec = pdae_reconstruct.run(config_lib.resolve(pdae_reconstruct.DEFAULTS, None, {
+        "model": model, "teacher": cfg["teacher"], "data": {"test_size": p["test_size"]}, "encode_steps": steps,
+        "decode_steps": [steps], "random_steps": steps, "seed": cfg["seed"], "out": str(out / "pdae-reconstruct")}))
+    pdae_interpolate.run(config_lib.resolve(pdae_interpolate.DEFAULTS, None, {
+        "model": model, "teacher": cfg["teacher"], "pairs": p["pairs"], "encode_steps": steps,
+        "decode_steps": steps, "seed": cfg["seed"], "out": str(out / "pdae-interpolate")}))
+    return {"pdae_inferred_ssim": rec[f"inferred_ssim_{steps}"], "pdae_random_xT_mse": rec["random_xT_mse"],
+            "pdae_unconditional_mse": rec["unconditional_mse"]}
