@@ -32,6 +32,7 @@ def test_distill_with_the_policy_then_finetune_from_the_student(tiny_teacher_dir
                 "steps", "train_seconds"):
         assert key in metrics, key
     assert metrics["steps"] == 6 and 0 <= metrics["t_mode"] < 1000
+    assert 0 < metrics["student_probe_accuracy"] <= 1 and 0 < metrics["random_student_probe_accuracy"] <= 1
     assert metrics["policy_entropy"] == pytest.approx(6.9, abs=0.1)  # a fresh policy is near uniform: log 1000
     assert (out / "timesteps.png").read_bytes()[:4] == b"\x89PNG"
     rows = list(csv.DictReader((out / "timesteps.csv").open()))

@@ -1,7 +1,15 @@
-"""Named datasets, fitted to a model's resolution and channels, with seeded subsets."""
+"""Named datasets, fitted to a model's resolution and channels, with seeded subsets.
+
+Classification (ImageSet, `load`): fashion-mnist, digits, imagefolder:PATH, cifar10:PATH.
+Dense tasks (DenseSet, `load_dense`): fmnist-scenes (generated offline), celebamask-hq:PATH, wflw:PATH.
+"""
 from diffrep.data.imageset import (DATA_DEFAULTS, ImageSet, fit_image, hflip_batch, labelled, load,
                                    stratified_subset, to_float)
 from diffrep.data.sources import NAMES
+from diffrep.data.dense import (DENSE_DEFAULTS, DENSE_NAMES, DenseSet, hflip_dense, labelled_dense, load_dense,
+                                random_subset)
+from diffrep.data.wflw import interocular
 
-__all__ = ["DATA_DEFAULTS", "ImageSet", "NAMES", "fit_image", "hflip_batch", "labelled", "load",
-           "stratified_subset", "to_float"]
+__all__ = ["DATA_DEFAULTS", "DENSE_DEFAULTS", "DENSE_NAMES", "DenseSet", "ImageSet", "NAMES", "fit_image",
+           "hflip_batch", "hflip_dense", "interocular", "labelled", "labelled_dense", "load", "load_dense",
+           "random_subset", "stratified_subset", "to_float"]

@@ -5,7 +5,9 @@
 
 Writes OUT/student.safetensors (the EMA student's backbone, loadable into the same torchvision model and by
 `diffrep finetune --init`), OUT/timesteps.png and timesteps.csv (the timestep distribution per epoch),
-metrics.json (the last values of every loss term, the policy entropy, t_mean/t_mode, time), config.yaml,
+metrics.json (the last values of every loss term, the policy entropy, t_mean/t_mode, time, and
+student_probe_accuracy / random_student_probe_accuracy: a linear probe of the frozen student's pooled features
+next to a random student's, see diffrep.tasks.probe_student), config.yaml,
 TensorBoard + CSV logs (every term, the policy entropy and beta, the reward, lr) and checkpoints (--resume).
 """
 from __future__ import annotations
@@ -13,12 +15,14 @@ from __future__ import annotations
 import re
 
 import lightning as L
+import torch
 
 from diffrep import data as data_lib
 from diffrep.errors import UserError
 from diffrep.repfusion.module import DistillModule
 from diffrep.repfusion.timesteps import parse_selection
-from diffrep.tasks import STUDENTS, default_tap, save_backbone
+from diffrep.tasks import STUDENTS, build_student, default_tap, save_backbone
+from diffrep.tasks.probe_student import probe_student
 from diffrep.teacher import INPUT_MODES, Teacher, load_teacher
 from diffrep.train import TRAINER_DEFAULTS, fit, prepare_run, write_metrics
 
@@ -46,11 +50,31 @@ DEFAULTS = {
               "ema_decay": 0.999},
     "epochs": None,               # when set: trainer.max_steps = epochs * (train images // batch_size)
     "trainer": {**TRAINER_DEFAULTS, "max_steps": 2000},
+    # after training, linear probes of the EMA student's and a random student's pooled tap features, on these
+    # many train / test images (a diagnostic: labels beyond data.labels are read only here); 0: skip
+    "probe": {"train_size": 10000, "test_size": 2000},
     "seed": 0,
     "out": "runs/distill",
 }
 LOSSES = ("hint", "at", "rkd")
 BASELINES = ("none", "moving_average")
+
+
+def student_probes(cfg: dict, module: DistillModule, train: data_lib.ImageSet, teacher: Teacher) -> dict:
+    """Linear probes of the distilled (EMA) student and of a random one (seeded) on the same features."""
+    p, s = cfg["probe"], cfg["student"]
+    if not p["train_size"] or not p["test_size"]:
+        return {}
+    test = data_lib.load(cfg["data"], "test")
+    train, test = (d.subset(data_lib.stratified_subset(d.labels, min(n, len(d)), cfg["seed"]))
+                   for d, n in ((train, p["train_size"]), (test, p["test_size"])))
+    torch.manual_seed(cfg["seed"])
+    random_student = build_student(s["arch"], teacher.channels, s["stem"])
+    accuracy = {name: probe_student(model, s["tap"], train, test)
+                for name, model in (("student", module.ema.module), ("random_student", random_student))}
+    print(f"linear probe of the pooled {s['tap']} features ({len(train)} train / {len(test)} test images): "
+          f"distilled student {accuracy['student']:.2%}, random student {accuracy['random_student']:.2%}")
+    return {f"{name}_probe_accuracy": value for name, value in accuracy.items()}
 
 
 def default_teacher_tap(teacher: Teacher) -> str:
@@ -82,6 +106,9 @@ def resolve(cfg: dict, teacher: Teacher) -> dict:
     for name, value in (("optim.batch_size", cfg["optim"]["batch_size"]), ("epochs", cfg["epochs"] or 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UserError(f"{name} must be a positive integer, got {value!r}")
+    for key, value in cfg["probe"].items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UserError(f"probe.{key} must be a count (0: no probe), got {value!r}")
     return cfg
 
 
@@ -114,6 +141,6 @@ def run(cfg: dict, resume: bool = False) -> dict:
     path = save_backbone(module.ema.module, out / "student.safetensors", s["arch"], teacher.channels, s["stem"])
     plots = module.history.write(out)
     metrics = write_metrics(out, {**module.final_metrics(), "epochs": module.global_step / steps_per_epoch,
-                                  "world_size": trainer.world_size})
+                                  "world_size": trainer.world_size, **student_probes(cfg, module, train, teacher)})
     print(f"saved the EMA student backbone to {path}" + (f", timestep distribution to {plots[-1]}" if plots else ""))
     return metrics
