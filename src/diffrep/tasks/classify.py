@@ -19,7 +19,7 @@ from diffrep.train import TimedModule, ema_model, step_generator, step_loader
 
 OPTIM_DEFAULTS = {
     "name": "sgd",          # sgd | adamw
-    "lr": 0.1,              # peak learning rate, after the warm-up
+    "lr": None,             # peak learning rate, after the warm-up; null: 0.1 for sgd, 2e-3 for adamw
     "momentum": 0.9,        # sgd only
     "nesterov": True,       # sgd only
     "weight_decay": None,   # null: 1e-4 for sgd, 0.05 for adamw
@@ -28,6 +28,7 @@ OPTIM_DEFAULTS = {
     "ema_decay": None,      # e.g. 0.999 (RepFusion's CIFAR fine-tuning); null: no EMA
 }
 OPTIMIZERS = ("sgd", "adamw")
+LR_DEFAULTS = {"sgd": 0.1, "adamw": 2e-3}  # adamw: mmpose's Adam rate for WFLW heatmaps
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -38,12 +39,32 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def configure_optimizer(params, optim: dict, total_steps: int) -> dict:
+    """SGD or AdamW (OPTIM_DEFAULTS) with warm-up and cosine decay per step, as Lightning's configure_optimizers
+    returns them; shared by every fine-tuning module."""
+    lr = LR_DEFAULTS[optim["name"]] if optim["lr"] is None else optim["lr"]
+    if optim["name"] == "sgd":
+        wd = 1e-4 if optim["weight_decay"] is None else optim["weight_decay"]
+        opt = torch.optim.SGD(params, lr=lr, momentum=optim["momentum"], nesterov=bool(optim["nesterov"]),
+                              weight_decay=wd)
+    else:
+        wd = 0.05 if optim["weight_decay"] is None else optim["weight_decay"]
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    warmup = max(0, optim["warmup_steps"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine(step, warmup, total_steps))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def check_optim(optim: dict) -> None:
+    if optim["name"] not in OPTIMIZERS:
+        raise UserError(f"unknown optim.name '{optim['name']}'; valid: {', '.join(OPTIMIZERS)}")
+
+
 class ClassifierModule(TimedModule):
     def __init__(self, student: nn.Module, arch: str, num_classes: int, optim: dict, train_data: ImageSet,
                  seed: int, hflip: bool):
         super().__init__()
-        if optim["name"] not in OPTIMIZERS:
-            raise UserError(f"unknown optim.name '{optim['name']}'; valid: {', '.join(OPTIMIZERS)}")
+        check_optim(optim)
         self.student = replace_head(student, arch, num_classes)
         self.ema = ema_model(self.student, optim["ema_decay"]) if optim.get("ema_decay") else None
         self.num_classes, self.optim, self.train_data, self.seed, self.hflip = (num_classes, optim, train_data,
@@ -83,19 +104,7 @@ class ClassifierModule(TimedModule):
             self.ema.update_parameters(self.student)
 
     def configure_optimizers(self):
-        o = self.optim
-        params = self.student.parameters()
-        if o["name"] == "sgd":
-            wd = 1e-4 if o["weight_decay"] is None else o["weight_decay"]
-            opt = torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"], nesterov=bool(o["nesterov"]),
-                                  weight_decay=wd)
-        else:
-            wd = 0.05 if o["weight_decay"] is None else o["weight_decay"]
-            opt = torch.optim.AdamW(params, lr=o["lr"], weight_decay=wd)
-        warmup, total = max(0, o["warmup_steps"]), self.trainer.max_steps
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine(step, warmup, total))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
+        return configure_optimizer(self.student.parameters(), self.optim, self.trainer.max_steps)
 
     @torch.no_grad()
     def test_accuracy(self, data: ImageSet, batch_size: int = 256) -> float:

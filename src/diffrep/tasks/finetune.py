@@ -1,35 +1,61 @@
-"""`diffrep finetune`: train a student on a labelled (fraction of a) dataset and report its test accuracy.
+"""`diffrep finetune`: train a student on a labelled (fraction of a) dataset and report its test score.
 
     diffrep finetune --data digits --init runs/distill/backbone.safetensors --data.labels 0.1 --out runs/ft
+    diffrep finetune --task segment --init runs/distill/student.safetensors --data.labels 0.1 --out runs/seg
+    diffrep finetune --task landmarks --data.labels 0.1 --out runs/landmarks
 
-Writes OUT/model.safetensors (the whole classifier: torchvision keys, EMA weights when enabled),
-OUT/metrics.json (test_accuracy, train_images, steps, train_seconds, ...), config.yaml, logs and checkpoints.
+Tasks: classify (a fresh linear head, test_accuracy), segment (an FPN decoder over the student's multi-scale
+features, test_miou; tasks/segment.py) and landmarks (the same decoder to one heatmap per keypoint, test_nme;
+tasks/landmarks.py). data.name defaults by task: fashion-mnist for classify, fmnist-scenes for the dense tasks,
+which also take celebamask-hq:PATH (segment) or wflw:PATH (landmarks). Dense training batches are augmented
+jointly (flip, small affine; tasks/augment.py). The optimiser is SGD (lr 0.1) for classify and segment and AdamW
+(lr 2e-3) for landmarks unless optim.name / optim.lr say otherwise.
+
+Writes OUT/model.safetensors (classify: the whole classifier with torchvision keys; dense tasks: `backbone.*`
+(torchvision keys, no classification head) and `decoder.*`; EMA weights when enabled), OUT/metrics.json
+(test_accuracy | test_miou | test_nme, train_images, steps, train_seconds, ...), for the dense tasks
+OUT/overlays.png (test images, ground truth, predictions), config.yaml, logs and checkpoints.
 """
 from __future__ import annotations
 
+import json
 import time
 
 import lightning as L
+import torch
 from torch import nn
 
 from diffrep import data as data_lib
 from diffrep.errors import UserError
+from diffrep.tasks.augment import AUGMENT_DEFAULTS, check_augment
 from diffrep.tasks.classify import OPTIM_DEFAULTS, ClassifierModule
+from diffrep.tasks.dense_module import HEAD_DEFAULTS
+from diffrep.tasks.landmarks import NORMALISERS, SIGMA, LandmarkModule
+from diffrep.tasks.overlays import overlay_grid
+from diffrep.tasks.segment import SegmentModule
 from diffrep.tasks.students import build_student, load_backbone, save_file_atomic
 from diffrep.train import TRAINER_DEFAULTS, fit, prepare_run, write_metrics
 
-TASKS = ("classify",)
-LATER_TASKS = ("segment", "landmarks")
+TASKS = ("classify", "segment", "landmarks")
+DEFAULT_OPTIMIZER = {"classify": "sgd", "segment": "sgd", "landmarks": "adamw"}  # heatmap MSE diverges with sgd 0.1
+DEFAULT_DATA = {"classify": "fashion-mnist", "segment": "fmnist-scenes", "landmarks": "fmnist-scenes"}
+DENSE_DATA = {"segment": ("fmnist-scenes", "celebamask-hq"), "landmarks": tuple(NORMALISERS)}  # dataset kinds
+DENSE_KINDS = ("fmnist-scenes", "celebamask-hq", "wflw")
 
 DEFAULTS = {
-    "task": "classify",        # classify (segment and landmarks are not implemented yet)
+    "task": "classify",        # classify | segment | landmarks
     "init": None,              # backbone safetensors (diffrep.tasks.save_backbone); null: random init
     "student": {
         "arch": None,          # resnet18 | resnet50 | mobilenet_v2; null: the init file's, else resnet18
         "stem": None,          # small (CIFAR: 3x3 stride-1 conv, no max-pool) | imagenet; null: the file's, else small
     },
-    "data": {**data_lib.DATA_DEFAULTS, "channels": None},  # channels null: the init file's, else 1
-    "optim": {**OPTIM_DEFAULTS},
+    # name null: fashion-mnist for classify, fmnist-scenes for segment / landmarks; channels null: the init
+    # file's, else 1. fit: classify only; max_items, scene_seed: fmnist-scenes only (see data.DENSE_DEFAULTS).
+    "data": {**data_lib.DATA_DEFAULTS, "name": None, "channels": None, "max_items": 2, "scene_seed": 0},
+    "optim": {**OPTIM_DEFAULTS, "name": None},  # name null: adamw for landmarks, else sgd
+    "head": {**HEAD_DEFAULTS, "sigma": SIGMA},  # segment / landmarks: FPN taps and width; landmarks: target sigma
+    "augment": {**AUGMENT_DEFAULTS},             # segment / landmarks, after the flip (data.hflip)
+    "overlays": 16,            # segment / landmarks: test images in OUT/overlays.png (0: none)
     # When set, overrides trainer.max_steps with epochs * (labelled images // batch_size): an epoch is the
     # training stream's, whose last partial batch is dropped.
     "epochs": None,
@@ -38,6 +64,19 @@ DEFAULTS = {
     "seed": 0,
     "out": "runs/finetune",
 }
+
+
+def resolve_data(cfg: dict) -> dict:
+    """The config with data.name filled in by task; a dataset that cannot serve the task is an error."""
+    task, name = cfg["task"], cfg["data"]["name"] or DEFAULT_DATA[cfg["task"]]
+    kind = str(name).partition(":")[0]
+    if task == "classify" and kind in DENSE_KINDS:
+        raise UserError(f"dataset '{name}' is for --task segment or landmarks; classify takes {data_lib.NAMES}")
+    if task != "classify" and kind not in DENSE_DATA[task]:
+        needs = "masks" if task == "segment" else "landmarks"
+        names = ", ".join(k if k == "fmnist-scenes" else f"{k}:PATH" for k in DENSE_DATA[task])
+        raise UserError(f"task {task} needs a dataset with {needs}: {names}; got '{name}'")
+    return {**cfg, "data": {**cfg["data"], "name": name}}
 
 
 def resolve_student(cfg: dict) -> tuple[dict, nn.Module | None]:
@@ -68,41 +107,80 @@ def check_labels(data: data_lib.ImageSet, split: str, num_classes: int) -> None:
                         f"{int(data.labels.max())}")
 
 
+def check_dense(data: data_lib.DenseSet, split: str, task: str) -> None:
+    if len(data) == 0:
+        raise UserError(f"the {split} split is empty")
+    if task == "segment" and int(data.masks.max()) >= len(data.classes):
+        raise UserError(f"{split} masks must hold class ids 0..{len(data.classes) - 1}, got {int(data.masks.max())}")
+    if task == "landmarks" and not torch.isfinite(data.keypoints).all():
+        raise UserError(f"{split} keypoints must be finite numbers")
+
+
 def _positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UserError(f"{name} must be a positive integer, got {value!r}")
     return value
 
 
+def _non_negative_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _with_epochs(cfg: dict, labelled: int) -> dict:
+    """trainer.max_steps from `epochs` when it is set."""
+    if cfg["epochs"] is None:
+        return cfg
+    steps_per_epoch = labelled // min(cfg["optim"]["batch_size"], labelled)
+    return {**cfg, "trainer": {**cfg["trainer"], "max_steps": _positive_int(cfg["epochs"], "epochs") * steps_per_epoch}}
+
+
 def run(cfg: dict, resume: bool = False) -> dict:
-    if cfg["task"] in LATER_TASKS:
-        raise UserError(f"task '{cfg['task']}' is not implemented yet; valid tasks: {', '.join(TASKS)}")
     if cfg["task"] not in TASKS:
         raise UserError(f"unknown task '{cfg['task']}'; valid tasks: {', '.join(TASKS)}")
+    cfg = resolve_data(cfg)
+    cfg = {**cfg, "optim": {**cfg["optim"], "name": cfg["optim"]["name"] or DEFAULT_OPTIMIZER[cfg["task"]]}}
     cfg, backbone = resolve_student(cfg)
-    batch_size = _positive_int(cfg["optim"]["batch_size"], "optim.batch_size")
+    _positive_int(cfg["optim"]["batch_size"], "optim.batch_size")
     _positive_int(cfg["eval_batch_size"], "eval_batch_size")
+    return (_classify if cfg["task"] == "classify" else _dense)(cfg, backbone, resume)
+
+
+def _start(cfg: dict, backbone: nn.Module | None, module, net: nn.Module, labelled: int, resume: bool):
+    """Write the run directory (after every check, so a bad option leaves none), say what runs, train."""
+    out = prepare_run(cfg["out"], cfg, resume)
+    arch, stem = cfg["student"]["arch"], cfg["student"]["stem"]
+    params = sum(p.numel() for p in net.parameters())
+    start_from = f"the backbone {cfg['init']}" if backbone is not None else "random init"
+    head = {"classify": "", "segment": " with an FPN segmentation head", "landmarks": " with an FPN heatmap head"}
+    print(f"fine-tuning a {params / 1e6:.2f}M-parameter {arch} ({stem} stem, {start_from}){head[cfg['task']]} on "
+          f"{labelled} labelled {cfg['data']['name']} images for {cfg['trainer']['max_steps']} steps -> {out}")
+    trainer = fit(module, cfg["trainer"], out, resume)
+    return out, trainer, params, start_from
+
+
+def _common_metrics(module, trainer, labelled: int, test: int, params: int, start: float) -> dict:
+    losses = module.recent_losses
+    return {"train_images": labelled, "test_images": test, "steps": module.global_step,
+            "train_seconds": module.train_seconds, "eval_seconds": time.perf_counter() - start, "parameters": params,
+            "world_size": trainer.world_size, **({"final_loss": sum(losses) / len(losses)} if losses else {})}
+
+
+def _classify(cfg: dict, backbone: nn.Module | None, resume: bool) -> dict:
     train = data_lib.load(cfg["data"], "train")
     test = data_lib.load(cfg["data"], "test")
     num_classes = len(train.classes)
     labelled = data_lib.labelled(train, cfg["data"]["labels"], cfg["data"]["seed"])
     check_labels(labelled, "train", num_classes)
     check_labels(test, "test", num_classes)
-    if cfg["epochs"] is not None:
-        steps_per_epoch = len(labelled) // min(batch_size, len(labelled))
-        cfg = {**cfg, "trainer": {**cfg["trainer"],
-                                  "max_steps": _positive_int(cfg["epochs"], "epochs") * steps_per_epoch}}
+    cfg = _with_epochs(cfg, len(labelled))
 
     L.seed_everything(cfg["seed"], verbose=False)  # the random init and the fresh head depend on the seed only
     arch, stem, channels = cfg["student"]["arch"], cfg["student"]["stem"], cfg["data"]["channels"]
     student = backbone if backbone is not None else build_student(arch, channels, stem)
     module = ClassifierModule(student, arch, num_classes, cfg["optim"], labelled, cfg["seed"], cfg["data"]["hflip"])
-    out = prepare_run(cfg["out"], cfg, resume)  # after every check, so a bad option leaves no run directory
-    params = sum(p.numel() for p in module.student.parameters())
-    start_from = f"the backbone {cfg['init']}" if backbone is not None else "random init"
-    print(f"fine-tuning a {params / 1e6:.2f}M-parameter {arch} ({stem} stem, {start_from}) on {len(labelled)} "
-          f"labelled {cfg['data']['name']} images for {cfg['trainer']['max_steps']} steps -> {out}")
-    trainer = fit(module, cfg["trainer"], out, resume)
+    out, trainer, params, start_from = _start(cfg, backbone, module, module.student, len(labelled), resume)
     if not trainer.is_global_zero:  # with several devices, one process evaluates and exports
         return {}
 
@@ -111,13 +189,58 @@ def run(cfg: dict, resume: bool = False) -> dict:
     save_file_atomic(module.eval_model.state_dict(), out / "model.safetensors",
                      {"arch": arch, "in_channels": str(channels), "stem": stem, "num_classes": str(num_classes),
                       "format": "diffrep-classifier-v1"})
-    losses = module.recent_losses
-    metrics = write_metrics(out, {
-        "test_accuracy": accuracy, "train_images": len(labelled), "test_images": len(test),
-        "steps": module.global_step, "train_seconds": module.train_seconds,
-        "eval_seconds": time.perf_counter() - start, "parameters": params, "world_size": trainer.world_size,
-        **({"final_loss": sum(losses) / len(losses)} if losses else {}),
-    })
+    metrics = write_metrics(out, {"test_accuracy": accuracy,
+                                  **_common_metrics(module, trainer, len(labelled), len(test), params, start)})
     print(f"test accuracy {accuracy:.2%} on {len(test)} images: {arch} from {start_from}, {len(labelled)} "
           f"labelled images, {module.global_step} steps in {module.train_seconds:.0f}s -> {out}")
+    return metrics
+
+
+def _dense(cfg: dict, backbone: nn.Module | None, resume: bool) -> dict:
+    task = cfg["task"]
+    check_augment(cfg["augment"])
+    n_overlays = _non_negative_int(cfg["overlays"], "overlays")
+    train = data_lib.load_dense(cfg["data"], "train")
+    test = data_lib.load_dense(cfg["data"], "test")
+    labelled = data_lib.labelled_dense(train, cfg["data"]["labels"], cfg["data"]["seed"])
+    check_dense(labelled, "train", task)
+    check_dense(test, "test", task)
+    cfg = _with_epochs(cfg, len(labelled))
+
+    L.seed_everything(cfg["seed"], verbose=False)  # the random init and the fresh decoder depend on the seed only
+    arch, stem, channels = cfg["student"]["arch"], cfg["student"]["stem"], cfg["data"]["channels"]
+    student = backbone if backbone is not None else build_student(arch, channels, stem)
+    common = dict(arch=arch, in_channels=channels, head=cfg["head"], optim=cfg["optim"], augment=cfg["augment"],
+                  train_data=labelled, seed=cfg["seed"], hflip=cfg["data"]["hflip"])
+    if task == "segment":
+        module = SegmentModule(student, out_channels=len(train.classes), **common)
+    else:
+        module = LandmarkModule(student, out_channels=len(train.keypoint_names), sigma=cfg["head"]["sigma"], **common)
+    out, trainer, params, start_from = _start(cfg, backbone, module, module.net, len(labelled), resume)
+    if not trainer.is_global_zero:  # with several devices, one process evaluates and exports
+        return {}
+
+    start = time.perf_counter()
+    batch = cfg["eval_batch_size"]
+    if task == "segment":
+        scores = module.evaluate(test, batch)
+    else:
+        scores = module.evaluate(test, cfg["data"]["name"], batch)
+    names = train.classes if task == "segment" else train.keypoint_names
+    save_file_atomic(module.eval_model.state_dict(), out / "model.safetensors",
+                     {"arch": arch, "in_channels": str(channels), "stem": stem, "task": task,
+                      "taps": ",".join(module.net.taps), "width": str(cfg["head"]["width"]),
+                      "outputs": json.dumps(names), "format": "diffrep-dense-v1"})
+    if n_overlays:
+        shown = test.subset(slice(0, n_overlays))
+        pred = module.predict(shown.images, batch)
+        if task == "segment":
+            overlay_grid(out / "overlays.png", shown.images, truth_masks=shown.masks, pred_masks=pred)
+        else:
+            overlay_grid(out / "overlays.png", shown.images, truth_points=shown.keypoints, pred_points=pred)
+    metrics = write_metrics(out, {**scores,
+                                  **_common_metrics(module, trainer, len(labelled), len(test), params, start)})
+    score = f"mIoU {scores['test_miou']:.2%}" if task == "segment" else f"NME {scores['test_nme']:.4f}"
+    print(f"test {score} on {len(test)} images: {arch} from {start_from}, {len(labelled)} labelled images, "
+          f"{module.global_step} steps in {module.train_seconds:.0f}s -> {out}")
     return metrics
