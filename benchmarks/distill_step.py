@@ -12,10 +12,6 @@ forward, hint loss through the adapter, reward head, REINFORCE and entropy terms
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -25,6 +21,7 @@ from diffrep.repfusion import ActionGrid, DistillLoss, PolicyNet, RewardHead, po
 from diffrep.repfusion.distill import default_teacher_tap
 from diffrep.tasks import build_student, default_tap, replace_head, student_features
 from diffrep.teacher import load_teacher
+from timing import alternating_medians, machine, save_result  # benchmarks/timing.py
 
 HERE = Path(__file__).resolve().parent
 
@@ -77,27 +74,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     steps = make_steps(args.arch, args.stem, args.batch)
-    for step in steps.values():  # warm-up
-        step()
-    times = {key: [] for key in steps}
-    for _ in range(args.repeats):
-        for key, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[key].append(time.perf_counter() - start)
-    med = {key: statistics.median(values) for key, values in times.items()}
+    med = alternating_medians(steps, args.repeats)
     result = {
         "student": f"{args.arch} ({args.stem} stem)", "batch": args.batch, "repeats": args.repeats,
-        "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+        **machine(),
         **{f"{key}_seconds_per_step": round(value, 4) for key, value in med.items()},
         "full_over_early": round(med["distill_full"] / med["distill_early"], 2),
         "early_over_supervised": round(med["distill_early"] / med["supervised"], 2),
     }
-    print(json.dumps(result, indent=2))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "distill_step.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {path}")
+    save_result(result, args.out, "distill_step")
 
 
 if __name__ == "__main__":

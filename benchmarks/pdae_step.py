@@ -13,10 +13,6 @@ diffae_over_pdae > 1 means a PDAE step is cheaper. Trainable parameter counts ar
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
-import time
 import warnings
 from pathlib import Path
 
@@ -30,6 +26,7 @@ from diffrep.pdae.estimator import GradientEstimator
 from diffrep.pdae.module import PDAEModule
 from diffrep.pdae.weighting import loss_weights
 from diffrep.teacher import load_teacher
+from timing import alternating_medians, machine, save_result  # benchmarks/timing.py
 
 HERE = Path(__file__).resolve().parent
 
@@ -70,27 +67,15 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message=".*self.log.*")  # the step logs; there is no Trainer here
     steps, params = make_steps(args.batch)
-    for step in steps.values():  # warm-up
-        step()
-    times = {key: [] for key in steps}
-    for _ in range(args.repeats):
-        for key, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[key].append(time.perf_counter() - start)
-    med = {key: statistics.median(values) for key, values in times.items()}
+    med = alternating_medians(steps, args.repeats)
     result = {
         "teacher": "shipped (Fashion-MNIST, 32 x 32 x 1)", "batch": args.batch, "repeats": args.repeats,
-        "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+        **machine(),
         **{f"{key}_seconds_per_step": round(value, 4) for key, value in med.items()},
         **{f"{key}_trainable_parameters": value for key, value in params.items()},
         "diffae_over_pdae": round(med["diffae"] / med["pdae"], 2),
     }
-    print(json.dumps(result, indent=2))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "pdae_step.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {path}")
+    save_result(result, args.out, "pdae_step")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from diffrep.teacher import Teacher, load_teacher
 from diffrep.teacher.schedule import ddpm_scheduler
+from timing import machine, save_result  # benchmarks/timing.py
 
 HERE = Path(__file__).resolve().parent
 
@@ -78,12 +78,8 @@ def main() -> None:
     cifar = Teacher(UNet2DModel.from_config(config), ddpm_scheduler(), "google/ddpm-cifar10-32 (random weights)")
     rows = [measure("shipped fashion-mnist", load_teacher(), args.batch, args.repeats),
             measure("ddpm-cifar10-32 architecture", cifar, args.batch, args.repeats)]
-    result = {"benchmark": "teacher_features", "tap": "mid_block", "threads": torch.get_num_threads(),
-              "machine": platform.processor() or platform.machine(), "results": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "teacher_features.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {path}")
+    result = {"benchmark": "teacher_features", "tap": "mid_block", **machine(), "results": rows}
+    save_result(result, args.out, "teacher_features")
 
 
 if __name__ == "__main__":
