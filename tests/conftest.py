@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,22 @@ def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedPro
     if check and proc.returncode != 0:
         raise AssertionError(f"diffrep {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
+
+
+@contextmanager
+def killed_at_step(monkeypatch, module_cls, step: int = 3):
+    """Within the block, module_cls.training_step raises RuntimeError("killed") at `step` (a crash after the
+    previous checkpoint), and the block expects that error; afterwards the real training_step is back."""
+    real = module_cls.training_step
+
+    def crash(module, *args):
+        if module.global_step == step:
+            raise RuntimeError("killed")
+        return real(module, *args)
+
+    monkeypatch.setattr(module_cls, "training_step", crash)
+    try:
+        with pytest.raises(RuntimeError, match="killed"):
+            yield
+    finally:
+        monkeypatch.setattr(module_cls, "training_step", real)

@@ -6,7 +6,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from PIL import Image
 
-from conftest import run_cli
+from conftest import killed_at_step, run_cli
 from diffrep import cli, data
 from diffrep.data import DENSE_DEFAULTS, DenseSet, scenes
 from diffrep.errors import UserError
@@ -135,17 +135,8 @@ def test_finetune_segment_writes_miou_overlays_and_resumes_exactly(tmp_path, mon
         assert png.mode == "RGB" and png.size == (12 * 130 + 2, 2 * 130 + 2)
     assert "name: fmnist-scenes" in (straight / "config.yaml").read_text()
     # killed after step 2's checkpoint, then --resume: the same batches, augmentations and weights
-    step = SegmentModule.training_step
-
-    def crash_at_step_3(module, *a):
-        if module.global_step == 3:
-            raise RuntimeError("killed")
-        return step(module, *a)
-
-    monkeypatch.setattr(SegmentModule, "training_step", crash_at_step_3)
-    with pytest.raises(RuntimeError, match="killed"):
+    with killed_at_step(monkeypatch, SegmentModule):
         cli.main([*args, "--out", str(resumed)])
-    monkeypatch.setattr(SegmentModule, "training_step", step)
     assert cli.main([*args, "--out", str(resumed), "--resume"]) == 0
     assert _metrics(resumed)["test_miou"] == metrics["test_miou"]
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")

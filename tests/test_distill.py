@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_cli
+from conftest import killed_at_step, run_cli
 from diffrep import cli
 from diffrep import config as config_lib
 from diffrep.repfusion import distill
@@ -61,17 +61,8 @@ def test_a_crashed_run_resumes_to_the_same_student(tiny_teacher_dir, tmp_path, m
     options = {"trainer.checkpoint_every_n_steps": 2, "data.labels": 0.5, "trainer.max_steps": 4,
                "policy.baseline": "moving_average", "optim.ema_decay": 0.5}
     distill.run(tiny_cfg(tiny_teacher_dir, tmp_path / "straight", **options))
-    step = DistillModule.training_step
-
-    def crash_at_step_3(module, *args):
-        if module.global_step == 3:
-            raise RuntimeError("killed")
-        return step(module, *args)
-
-    monkeypatch.setattr(DistillModule, "training_step", crash_at_step_3)
-    with pytest.raises(RuntimeError, match="killed"):
+    with killed_at_step(monkeypatch, DistillModule):
         distill.run(tiny_cfg(tiny_teacher_dir, tmp_path / "resumed", **options))
-    monkeypatch.setattr(DistillModule, "training_step", step)
     distill.run(tiny_cfg(tiny_teacher_dir, tmp_path / "resumed", **options), resume=True)
     straight, resumed = (load_file(tmp_path / d / "student.safetensors") for d in ("straight", "resumed"))
     for key in straight:

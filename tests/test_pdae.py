@@ -5,7 +5,7 @@ import torch
 from diffusers import UNet2DModel
 from safetensors.torch import load_file
 
-from conftest import TINY_UNET, run_cli
+from conftest import TINY_UNET, killed_at_step, run_cli
 from diffrep import cli
 from diffrep import config as config_lib
 from diffrep.data import load
@@ -148,17 +148,8 @@ def test_a_crashed_run_resumes_to_the_same_model(tiny_teacher_dir, tmp_path, mon
     options = {"trainer.checkpoint_every_n_steps": 2, "trainer.max_steps": 4, "optim.ema_decay": 0.5,
                "optim.lr": 1e-3}
     fit.run(tiny_cfg(fit, tiny_teacher_dir, tmp_path / "straight", **options))
-    step = PDAEModule.training_step
-
-    def crash_at_step_3(module, *args):
-        if module.global_step == 3:
-            raise RuntimeError("killed")
-        return step(module, *args)
-
-    monkeypatch.setattr(PDAEModule, "training_step", crash_at_step_3)
-    with pytest.raises(RuntimeError, match="killed"):
+    with killed_at_step(monkeypatch, PDAEModule):
         fit.run(tiny_cfg(fit, tiny_teacher_dir, tmp_path / "resumed", **options))
-    monkeypatch.setattr(PDAEModule, "training_step", step)
     fit.run(tiny_cfg(fit, tiny_teacher_dir, tmp_path / "resumed", **options), resume=True)
     straight, resumed = (load_file(tmp_path / d / "model" / "model.safetensors") for d in ("straight", "resumed"))
     assert straight.keys() == resumed.keys()
