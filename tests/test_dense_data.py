@@ -112,6 +112,14 @@ def test_dense_options_subsets_and_flips():
         data.load_dense(cfg(name="wflw"), "train")
 
 
+def test_scene_images_are_the_dense_scenes_labelled_by_their_main_item():
+    dense = data.load_dense(cfg(train_size=50, resolution=48), "train")
+    images = data.load({**data.DATA_DEFAULTS, "name": "fmnist-scenes", "train_size": 50, "resolution": 48,
+                        "channels": 3}, "train")
+    assert images.images.shape == (50, 3, 48, 48) and torch.equal(images.images[:, 1], dense.images[:, 0])
+    assert torch.equal(images.labels, dense.labels) and images.classes == sources.FASHION_MNIST_CLASSES
+
+
 # CelebAMask-HQ
 
 FACES = {0: 100, 1: 162770, 2: 162771, 2000: 182637, 2001: 182638, 4001: 200000}  # face -> CelebA file number

@@ -166,7 +166,7 @@ def test_finetune_landmarks_from_a_backbone(tmp_path):
     (["--task", "segment", "--data", "digits"], "task segment needs a dataset with masks: fmnist-scenes, "
                                                 "celebamask-hq:PATH; got 'digits'"),
     (["--task", "landmarks", "--data", "celebamask-hq:/nowhere"], "task landmarks needs a dataset with landmarks"),
-    (["--data", "fmnist-scenes"], "dataset 'fmnist-scenes' is for --task segment or landmarks"),
+    (["--data", "wflw:/nowhere"], "dataset 'wflw:/nowhere' is for --task segment or landmarks"),
     (["--task", "segment", "--data.labels", "1.5"], "data.labels must be a fraction in (0, 1], got 1.5"),
     (["--task", "landmarks", "--augment.degrees", "-5"], "augment.degrees must be a number in [0, 180]"),
     (["--task", "depth"], "unknown task 'depth'; valid tasks: classify, segment, landmarks"),

@@ -1,5 +1,6 @@
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from safetensors.torch import load_file
 from conftest import killed_at_step, run_cli
 from diffrep import cli
 from diffrep import config as config_lib
-from diffrep.repfusion import distill
+from diffrep.repfusion import distill, experiment
 from diffrep.repfusion.module import DistillModule
 from diffrep.teacher import load_teacher
 
@@ -118,3 +119,50 @@ out: {tmp_path / "exp"}
     assert "4 distillations and 8 fine-tunings" in first.stdout
     again = run_cli("experiment", "repfusion", "--config", str(config))
     assert again.stdout.count(": done") == 4 and "fine-tuning a" not in again.stdout
+
+
+def test_experiment_on_the_dense_tasks_shares_one_distillation_on_scenes(tiny_teacher_dir, tmp_path):
+    config = tmp_path / "experiment.yaml"
+    config.write_text(f"""
+teacher: {tiny_teacher_dir}
+data: {{name: fmnist-scenes, train_size: 64, test_size: 16}}
+tasks: [segment, landmarks]
+labels: [0.5]
+seeds: [0]
+variants:
+  - {{name: random_init, distill: null}}
+  - {{name: dense_t0, distill: {{timesteps: "fixed:0", loss: {{mode: dense}}}}}}
+distill: {{student: {{stem: imagenet}}, optim: {{batch_size: 16}}, probe: {{train_size: 0}},
+          trainer: {{max_steps: 2, progress_bar: false}}}}
+finetune: {{data: {{resolution: 16}}, optim: {{batch_size: 8}}, trainer: {{max_steps: 2, progress_bar: false}}}}
+out: {tmp_path / "exp"}
+""")
+    first = run_cli("experiment", "repfusion", "--config", str(config))
+    out = tmp_path / "exp"
+    assert "1 distillations and 4 fine-tunings" in first.stdout
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(r["variant"], r["task"], r["metric"]) for r in rows] == [
+        (v, t, m) for v in ("random_init", "dense_t0") for t, m in (("segment", "test_miou"), ("landmarks", "test_nme"))]
+    assert (out / "finetune-segment/dense_t0/labels0.5-seed0/overlays.png").is_file()
+    table = (out / "results.md").read_text()
+    assert "| student init | mIoU, 0.5 labels | NME, 0.5 labels |" in table and "lower is better" in table
+    assert (out / "results-segment.png").is_file() and (out / "results-landmarks.png").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 < metrics["landmarks_dense_t0_labels0.5_mean"] and "segment_random_init_labels0.5_std" in metrics
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("configs/experiments/*.yaml")),
+                         ids=lambda p: p.stem)
+def test_every_shipped_experiment_config_merges_into_its_runs(path):
+    cfg = config_lib.resolve(experiment.DEFAULTS, path, [])
+    runs, distills = experiment.check(cfg)
+    assert runs and all(experiment.finetune_config(cfg, r)["task"] in cfg["tasks"] for r in runs)
+    assert len(distills) >= 1 and all(experiment.distill_config(cfg, d)["data"]["name"] for d in distills.values())
+
+
+def test_a_wrong_key_in_an_experiment_fails_before_any_run(tmp_path, capsys):
+    config = tmp_path / "experiment.yaml"
+    config.write_text(f"finetune: {{optim: {{lr_typo: 1}}}}\nout: {tmp_path / 'exp'}\n")
+    assert cli.main(["experiment", "repfusion", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "lr_typo" in err and err.count("\n") == 1 and not (tmp_path / "exp").exists()

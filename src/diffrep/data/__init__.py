@@ -1,6 +1,7 @@
 """Named datasets, fitted to a model's resolution and channels, with seeded subsets.
 
-Classification (ImageSet, `load`): fashion-mnist, digits, imagefolder:PATH, cifar10:PATH.
+Classification (ImageSet, `load`): fashion-mnist, digits, imagefolder:PATH, cifar10:PATH, and fmnist-scenes
+(the scene images, each with its main item's class, for distilling on the dense tasks' images).
 Dense tasks (DenseSet, `load_dense`): fmnist-scenes (generated offline), celebamask-hq:PATH, wflw:PATH.
 """
 from diffrep.data.imageset import (DATA_DEFAULTS, ImageSet, fit_image, hflip_batch, labelled, load,

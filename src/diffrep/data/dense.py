@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from diffrep.data import celebamask, scenes, wflw
-from diffrep.data.imageset import fit_image, to_float
+from diffrep.data import celebamask, scenes, sources, wflw
+from diffrep.data.imageset import ImageSet, fit_image, to_float
 from diffrep.errors import UserError
 
 DENSE_NAMES = "fmnist-scenes, celebamask-hq:PATH, wflw:PATH"
@@ -131,6 +131,15 @@ def load_dense(cfg: dict, split: str, size_key: str | None = None) -> DenseSet:
         raise UserError(f"unknown dense dataset '{cfg['name']}'; valid names: {DENSE_NAMES}")
     data.images = fit_image(data.images, res, ch, "resize")
     return data
+
+
+def scene_images(cfg: dict, split: str) -> ImageSet:
+    """fmnist-scenes as an ImageSet, each scene labelled with its main item's class: what distillation and the
+    classification probes read, so that a student distils on the very scenes the dense tasks use. The scene
+    options (max_items, scene_seed) are DENSE_DEFAULTS' unless `cfg` has them."""
+    scene_cfg = {**DENSE_DEFAULTS, **{k: v for k, v in cfg.items() if k in DENSE_DEFAULTS}}
+    data = load_dense(scene_cfg, split)
+    return ImageSet(data.images, data.labels, list(sources.FASHION_MNIST_CLASSES))
 
 
 def labelled_dense(data: DenseSet, fraction: float, seed: int) -> DenseSet:

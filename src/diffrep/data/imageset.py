@@ -10,7 +10,7 @@ from diffrep.data import sources
 from diffrep.errors import UserError
 
 DATA_DEFAULTS = {
-    "name": "fashion-mnist",  # fashion-mnist | digits | imagefolder:PATH | cifar10:PATH
+    "name": "fashion-mnist",  # fashion-mnist | digits | imagefolder:PATH | cifar10:PATH | fmnist-scenes
     "root": None,             # overrides the dataset's default folder
     "resolution": 32,         # square side the images are padded or resized to
     "channels": 1,            # 1 or 3; converted as needed
@@ -91,6 +91,9 @@ def stratified_subset(labels: torch.Tensor, amount: float | int, seed: int) -> t
 
 def load(cfg: dict, split: str, size_key: str | None = None) -> ImageSet:
     """The split named by `cfg` (see DATA_DEFAULTS), fitted to resolution and channels, subset if asked."""
+    if cfg["name"] == "fmnist-scenes":
+        from diffrep.data.dense import scene_images  # dense.py builds on this module
+        return scene_images(cfg, split)
     images, labels, classes = sources.read(cfg["name"], split, cfg.get("root"))
     res, ch, fit = cfg["resolution"], cfg["channels"], cfg.get("fit", "auto")
     if ch not in (1, 3):

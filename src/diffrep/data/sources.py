@@ -19,7 +19,7 @@ FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-NAMES = "fashion-mnist, digits, imagefolder:PATH, cifar10:PATH"
+NAMES = "fashion-mnist, digits, imagefolder:PATH, cifar10:PATH, fmnist-scenes"
 
 
 def _read_idx(path: Path) -> np.ndarray:

@@ -1,16 +1,20 @@
-"""`diffrep experiment repfusion`: distil, fine-tune and tabulate every variant x label fraction x seed.
+"""`diffrep experiment repfusion`: distil, fine-tune and tabulate every variant x task x label fraction x seed.
 
     diffrep experiment repfusion --config configs/experiments/repfusion-fashion-mnist.yaml
+    diffrep experiment repfusion --config configs/experiments/repfusion-fmnist-scenes.yaml   # dense tasks
 
-Each variant is a student initialisation: random, or a `diffrep distill` run with the variant's options.
+Each variant is a student initialisation: random, or a `diffrep distill` run with the variant's options. Every
+initialisation is fine-tuned for each of `tasks` (classify: test accuracy; segment: test mIoU; landmarks: test
+NME, lower is better), so the dense tasks share one distillation.
 Distillations that use labels (the policy's reward) are run per label fraction and see only that fraction's
 labels; the others are shared by every fraction. `fixed:best` is replaced by the best timestep of a linear
 probe of the distilled tap (`diffrep.probe.run`, on a subset, cached in best_fixed_t.json). Every run has its
 own directory under OUT; a finished run is skipped and an unfinished one resumed, so the whole experiment
 resumes where it stopped. Writes OUT/results.csv (one row per fine-tuning), results.md (mean +/- std per
-variant and fraction) and results.png. Several runners may share OUT (e.g. `--labels "[0.01]"` and
-`--labels "[0.1]"` on two devices): a lock file per run makes them take turns on the runs they share; each
-writes the table of its own runs, so run the command once more over everything to tabulate it all.
+variant, task and fraction, in %) and results.png (one per task, results-TASK.png, when there are several).
+Several runners may share OUT (e.g. `--labels "[0.01]"` and `--labels "[0.1]"` on two devices): a lock file per
+run makes them take turns on the runs they share; each writes the table of its own runs, so run the command once
+more over everything to tabulate it all.
 """
 from __future__ import annotations
 
@@ -34,9 +38,17 @@ from diffrep.tasks import finetune
 from diffrep.teacher import load_teacher
 from diffrep.train import write_metrics
 
+# task -> (metrics.json key, table name, how to read it)
+METRICS = {"classify": ("test_accuracy", "accuracy", "classify: top-1 accuracy, higher is better"),
+           "segment": ("test_miou", "mIoU", "segment: mean IoU over classes, higher is better"),
+           "landmarks": ("test_nme", "NME", "landmarks: normalised mean error, lower is better")}
+
 DEFAULTS = {
     "teacher": None,                 # default: the shipped teacher
-    "data": {"name": "fashion-mnist", "train_size": None, "test_size": None},  # shared by every run (see run)
+    # shared by every run; root, resolution and channels null: each run's default (distill: the teacher's)
+    "data": {"name": "fashion-mnist", "root": None, "resolution": None, "channels": None, "hflip": True,
+             "train_size": None, "test_size": None},
+    "tasks": ["classify"],           # classify | segment | landmarks (diffrep finetune --task)
     "labels": [0.01, 0.1],           # label fractions for fine-tuning (and for the policy's reward)
     "seeds": [0, 1, 2],
     "distill_per_seed": True,        # false: one distillation (the first seed) shared by every fine-tuning seed
@@ -106,6 +118,9 @@ def plan(cfg: dict) -> list[dict]:
     names = [v["name"] for v in cfg["variants"]]
     if len(set(names)) != len(names):
         raise UserError(f"variant names must be distinct, got {names}")
+    tasks = cfg["tasks"]
+    if not isinstance(tasks, list) or not tasks or not set(tasks) <= set(METRICS) or len(set(tasks)) != len(tasks):
+        raise UserError(f"tasks must be a list of distinct tasks from {', '.join(METRICS)}; got {tasks!r}")
     runs = []
     for variant in cfg["variants"]:
         uses_labels = bool(variant["distill"]) and variant["distill"].get("timesteps", "policy") == "policy"
@@ -114,38 +129,66 @@ def plan(cfg: dict) -> list[dict]:
         if unknown or not set(fractions) <= set(cfg["labels"]):
             raise UserError(f"variant {variant['name']}: keys are name, distill and labels (a subset of "
                             f"{cfg['labels']}); got {sorted(variant)} with labels {fractions}")
-        for fraction in fractions:
-            for seed in cfg["seeds"]:
-                source = None
-                if variant["distill"] is not None:
-                    tag = f"labels{fraction:g}-" if uses_labels else ""
-                    distill_seed = seed if cfg["distill_per_seed"] else cfg["seeds"][0]
-                    source = {"name": f"distill/{variant['name']}/{tag}seed{distill_seed}", "seed": distill_seed,
-                              "options": variant["distill"],
-                              "labels": fraction if uses_labels else 1.0}
-                runs.append({"variant": variant["name"], "labels": fraction, "seed": seed, "distill": source,
-                             "name": f"finetune/{variant['name']}/labels{fraction:g}-seed{seed}"})
+        for task in tasks:
+            folder = "finetune" if task == "classify" else f"finetune-{task}"
+            for fraction in fractions:
+                for seed in cfg["seeds"]:
+                    source = None
+                    if variant["distill"] is not None:
+                        tag = f"labels{fraction:g}-" if uses_labels else ""
+                        distill_seed = seed if cfg["distill_per_seed"] else cfg["seeds"][0]
+                        source = {"name": f"distill/{variant['name']}/{tag}seed{distill_seed}", "seed": distill_seed,
+                                  "options": variant["distill"], "labels": fraction if uses_labels else 1.0}
+                    runs.append({"variant": variant["name"], "task": task, "labels": fraction, "seed": seed,
+                                 "distill": source, "name": f"{folder}/{variant['name']}/labels{fraction:g}-seed{seed}"})
     return runs
+
+
+def _shared_data(cfg: dict) -> dict:
+    return {k: v for k, v in cfg["data"].items() if v is not None or k not in ("root", "resolution", "channels")}
+
+
+def distill_config(cfg: dict, source: dict) -> dict:
+    # Distillation and fine-tuning read the same train split, so a label fraction and seed select the same
+    # labelled images in both: the policy never sees a label that fine-tuning does not have.
+    shared = {"teacher": cfg["teacher"], "data": _shared_data(cfg)}
+    return _sub_config(distill.DEFAULTS, shared, cfg["distill"], source["options"], {
+        "seed": source["seed"], "data": {"labels": source["labels"], "seed": source["seed"]},
+        "out": str(Path(cfg["out"]) / source["name"])})
+
+
+def finetune_config(cfg: dict, item: dict) -> dict:
+    out = Path(cfg["out"])
+    init = str(out / item["distill"]["name"] / "student.safetensors") if item["distill"] else None
+    return _sub_config(finetune.DEFAULTS, {"data": _shared_data(cfg)}, cfg["finetune"], {
+        "task": item["task"], "init": init, "seed": item["seed"],
+        "data": {"labels": item["labels"], "seed": item["seed"]}, "out": str(out / item["name"])})
+
+
+def check(cfg: dict) -> tuple[list[dict], dict[str, dict]]:
+    """The fine-tuning runs and the distillations, each run's options merged now, so that a wrong key in the
+    distill or finetune section fails before hours of training rather than when its first run starts."""
+    runs = plan(cfg)
+    distills = {r["distill"]["name"]: r["distill"] for r in runs if r["distill"]}
+    for source in distills.values():
+        distill_config(cfg, source)
+    for item in runs:
+        finetune_config(cfg, item)
+    return runs, distills
 
 
 def run(cfg: dict, resume: bool = False) -> dict:
     start = time.perf_counter()
+    runs, distills = check(cfg)
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(config_lib.dump(cfg))
-    runs = plan(cfg)
-    distills = {r["distill"]["name"]: r["distill"] for r in runs if r["distill"]}
     total = len(distills) + len(runs)
     print(f"{len(distills)} distillations and {len(runs)} fine-tunings -> {out}")
-    # Distillation and fine-tuning read the same train split, so a label fraction and seed select the same
-    # labelled images in both: the policy never sees a label that fine-tuning does not have.
-    shared = {"teacher": cfg["teacher"], "data": dict(cfg["data"])}
     done = 0
     for name, source in distills.items():
         done += 1
-        seed = source["seed"]
-        run_cfg = _sub_config(distill.DEFAULTS, shared, cfg["distill"], source["options"], {
-            "seed": seed, "data": {"labels": source["labels"], "seed": seed}, "out": str(out / name)})
+        run_cfg = distill_config(cfg, source)
         with _claimed(out, name):
             if run_cfg["timesteps"] == "fixed:best":
                 run_cfg["timesteps"] = f"fixed:{best_fixed_t(cfg, out, {**run_cfg, 'timesteps': 'policy'})}"
@@ -158,17 +201,14 @@ def run(cfg: dict, resume: bool = False) -> dict:
     for item in runs:
         done += 1
         ft_out = out / item["name"]
-        init = str(out / item["distill"]["name"] / "student.safetensors") if item["distill"] else None
-        run_cfg = _sub_config(finetune.DEFAULTS, {"data": shared["data"]}, cfg["finetune"], {
-            "init": init, "seed": item["seed"], "data": {"labels": item["labels"], "seed": item["seed"]},
-            "out": str(ft_out)})
+        key = METRICS[item["task"]][0]
         with _claimed(out, item["name"]):
-            if not _finished(ft_out, "test_accuracy"):
+            if not _finished(ft_out, key):
                 print(f"[{done}/{total}] {item['name']}")
-                finetune.run(run_cfg, resume=ft_out.exists())
+                finetune.run(finetune_config(cfg, item), resume=ft_out.exists())
         metrics = json.loads((ft_out / "metrics.json").read_text())
-        rows.append({"variant": item["variant"], "labels": item["labels"], "seed": item["seed"],
-                     "test_accuracy": metrics["test_accuracy"], "train_images": metrics["train_images"]})
+        rows.append({"variant": item["variant"], "task": item["task"], "labels": item["labels"], "seed": item["seed"],
+                     "metric": key, "value": metrics[key], "train_images": metrics["train_images"]})
     summary = write_results(rows, cfg, out)
     print(f"experiment finished in {time.perf_counter() - start:.0f} s; table in {out / 'results.md'}")
     return summary
@@ -179,25 +219,30 @@ def write_results(rows: list[dict], cfg: dict, out: Path) -> dict:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    variants, fractions = [v["name"] for v in cfg["variants"]], cfg["labels"]
+    variants, fractions, tasks = [v["name"] for v in cfg["variants"]], cfg["labels"], cfg["tasks"]
     stats = {}
+    for task in tasks:
+        for v in variants:
+            for f in fractions:
+                values = [100 * r["value"] for r in rows if (r["task"], r["variant"], r["labels"]) == (task, v, f)]
+                if values:  # a variant restricted to some fractions has no cell for the others
+                    stats[task, v, f] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+    columns = [(task, f) for task in tasks for f in fractions]
+    lines = ["| student init | " + " | ".join(f"{METRICS[t][1]}, {f:g} labels" for t, f in columns) + " |",
+             "|---|" + "---|" * len(columns)]
     for v in variants:
-        for f in fractions:
-            accs = [r["test_accuracy"] for r in rows if r["variant"] == v and r["labels"] == f]
-            if accs:  # a variant restricted to some fractions has no cell for the others
-                stats[v, f] = (statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0, len(accs))
-    lines = ["| student init | " + " | ".join(f"{f:g} labels" for f in fractions) + " |",
-             "|---|" + "---|" * len(fractions)]
-    for v in variants:
-        lines.append(f"| {v} | " + " | ".join(f"{100 * stats[v, f][0]:.2f} +/- {100 * stats[v, f][1]:.2f}"
-                                                if (v, f) in stats else "-" for f in fractions) + " |")
+        lines.append(f"| {v} | " + " | ".join(f"{stats[t, v, f][0]:.2f} +/- {stats[t, v, f][1]:.2f}"
+                                                if (t, v, f) in stats else "-" for t, f in columns) + " |")
     seeds = ", ".join(map(str, cfg["seeds"]))
-    (out / "results.md").write_text(f"Test accuracy (%), mean +/- std over seeds {seeds}.\n\n"
-                                    + "\n".join(lines) + "\n")
-    bars = {f"{f:g} labels": {v: (100 * stats[v, f][0], 100 * stats[v, f][1]) for v in variants if (v, f) in stats}
-            for f in fractions}
-    grouped_bars(bars, out / "results.png", ylabel="test accuracy (%)",
-                 title="student initialisation vs label fraction (mean +/- std over seeds)")
-    summary = {f"{v}_labels{f:g}_mean": mean for (v, f), (mean, _, _) in stats.items()}
-    summary |= {f"{v}_labels{f:g}_std": std for (v, f), (_, std, _) in stats.items()}
+    (out / "results.md").write_text(f"Test scores (%), mean +/- std over seeds {seeds}. "
+                                    f"{'; '.join(METRICS[t][2] for t in tasks)}.\n\n" + "\n".join(lines) + "\n")
+    for task in tasks:
+        bars = {f"{f:g} labels": {v: stats[task, v, f] for v in variants if (task, v, f) in stats} for f in fractions}
+        grouped_bars(bars, out / ("results.png" if len(tasks) == 1 else f"results-{task}.png"),
+                     ylabel=f"test {METRICS[task][1]} (%)",
+                     title=f"{task}: student initialisation vs label fraction (mean +/- std over seeds)")
+    # classification keeps its historical keys (VARIANT_labelsF_mean); other tasks prefix theirs
+    prefix = {t: "" if t == "classify" else f"{t}_" for t in tasks}
+    summary = {f"{prefix[t]}{v}_labels{f:g}_mean": mean for (t, v, f), (mean, _) in stats.items()}
+    summary |= {f"{prefix[t]}{v}_labels{f:g}_std": std for (t, v, f), (_, std) in stats.items()}
     return write_metrics(out, summary)

@@ -40,7 +40,7 @@ TASKS = ("classify", "segment", "landmarks")
 DEFAULT_OPTIMIZER = {"classify": "sgd", "segment": "sgd", "landmarks": "adamw"}  # heatmap MSE diverges with sgd 0.1
 DEFAULT_DATA = {"classify": "fashion-mnist", "segment": "fmnist-scenes", "landmarks": "fmnist-scenes"}
 DENSE_DATA = {"segment": ("fmnist-scenes", "celebamask-hq"), "landmarks": tuple(NORMALISERS)}  # dataset kinds
-DENSE_KINDS = ("fmnist-scenes", "celebamask-hq", "wflw")
+DENSE_ONLY = ("celebamask-hq", "wflw")  # fmnist-scenes also classifies: each scene's main item
 
 DEFAULTS = {
     "task": "classify",        # classify | segment | landmarks
@@ -70,7 +70,7 @@ def resolve_data(cfg: dict) -> dict:
     """The config with data.name filled in by task; a dataset that cannot serve the task is an error."""
     task, name = cfg["task"], cfg["data"]["name"] or DEFAULT_DATA[cfg["task"]]
     kind = str(name).partition(":")[0]
-    if task == "classify" and kind in DENSE_KINDS:
+    if task == "classify" and kind in DENSE_ONLY:
         raise UserError(f"dataset '{name}' is for --task segment or landmarks; classify takes {data_lib.NAMES}")
     if task != "classify" and kind not in DENSE_DATA[task]:
         needs = "masks" if task == "segment" else "landmarks"
