@@ -142,7 +142,8 @@ out: {tmp_path / "exp"}
     assert "1 distillations and 4 fine-tunings" in first.stdout
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [(r["variant"], r["task"], r["metric"]) for r in rows] == [
-        (v, t, m) for v in ("random_init", "dense_t0") for t, m in (("segment", "test_miou"), ("landmarks", "test_nme"))]
+        (v, t, m) for v in ("random_init", "dense_t0")
+        for t, m in (("segment", "test_miou"), ("landmarks", "test_nme"))]
     assert (out / "finetune-segment/dense_t0/labels0.5-seed0/overlays.png").is_file()
     table = (out / "results.md").read_text()
     assert "| student init | mIoU, 0.5 labels | NME, 0.5 labels |" in table and "lower is better" in table

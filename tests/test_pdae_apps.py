@@ -69,11 +69,17 @@ def test_the_gap_is_the_same_with_and_without_a_zero_g(tiny_teacher_dir):
     teacher = load_teacher(tiny_teacher_dir)
     estimator = GradientEstimator(teacher.unet.config, 8)
     x0, z, ts = torch.rand(6, 1, 16, 16) * 2 - 1, torch.randn(6, 8), [0, 100, 999]
-    dpm, pdae = posterior_gaps(teacher, estimator, x0, z, ts, seed=0, batch_size=4)
-    assert dpm == pdae and all(g > 0 for g in dpm)
-    assert dpm == pytest.approx(posterior_gaps(teacher, estimator, x0, z, ts, seed=0, batch_size=6)[0])  # any batch
+    g = posterior_gaps(teacher, estimator, x0, z, ts, seed=0, batch_size=4)
+    dpm, pdae = g["gap_dpm"], g["gap_pdae"]
+    assert dpm == pdae and g["x0_dpm"] == g["x0_pdae"] and all(v > 0 for v in dpm)
+    assert dpm == pytest.approx(posterior_gaps(teacher, estimator, x0, z, ts, seed=0, batch_size=6)["gap_dpm"])
+    abar = teacher.alphas_cumprod.double()  # the gap is c_t^2 times the x0_hat MSE (mu~ is linear in x0)
+    c = torch.tensor([(1 - abar[t] / (abar[t - 1] if t else 1.0)) * (abar[t - 1] if t else 1.0) ** 0.5 / (1 - abar[t])
+                      for t in ts])
+    assert dpm == pytest.approx([float(c_t ** 2 * m) for c_t, m in zip(c, g["x0_dpm"])], rel=1e-4)
     torch.nn.init.constant_(estimator.conv_out.bias, 0.1)
-    dpm_g, pdae_g = posterior_gaps(teacher, estimator, x0, z, ts, seed=0, batch_size=6)
+    shifted = posterior_gaps(teacher, estimator, x0, z, ts, seed=0, batch_size=6)
+    dpm_g, pdae_g = shifted["gap_dpm"], shifted["gap_pdae"]
     assert dpm_g == pytest.approx(dpm) and pdae_g[0] == pytest.approx(dpm[0])  # no shift at t = 0
     assert all(abs(p / d - 1) > 1e-3 for p, d in zip(pdae_g[1:], dpm[1:]))
     assert timestep_grid(5, 1000) == [0, 249, 499, 749, 999] and timestep_grid("10,0", 1000) == [0, 10]
@@ -150,7 +156,8 @@ COMMANDS = {
                    ["p_target_original", "p_target_-0.5", "p_target_1", "classifier_test_accuracy"]),
     "encode": (["--data.train_size", "100"], ["z_pca.png", "latents.safetensors", "z_train.npy", "z_test.npy"],
                ["probe_accuracy", "untrained_probe_accuracy"]),
-    "gap": (["--timesteps", "4"], ["gap.png", "gap.csv"], ["gap_mean_dpm", "gap_mean_pdae", "gap_ratio"]),
+    "gap": (["--timesteps", "4"], ["gap.png", "gap.csv"], ["gap_mean_dpm", "gap_mean_pdae", "gap_ratio",
+                                                          "halved_min_t", "halved_max_t"]),
 }
 
 

@@ -139,8 +139,9 @@ def plan(cfg: dict) -> list[dict]:
                         distill_seed = seed if cfg["distill_per_seed"] else cfg["seeds"][0]
                         source = {"name": f"distill/{variant['name']}/{tag}seed{distill_seed}", "seed": distill_seed,
                                   "options": variant["distill"], "labels": fraction if uses_labels else 1.0}
+                    name = f"{folder}/{variant['name']}/labels{fraction:g}-seed{seed}"
                     runs.append({"variant": variant["name"], "task": task, "labels": fraction, "seed": seed,
-                                 "distill": source, "name": f"{folder}/{variant['name']}/labels{fraction:g}-seed{seed}"})
+                                 "distill": source, "name": name})
     return runs
 
 
@@ -240,7 +241,7 @@ def write_results(rows: list[dict], cfg: dict, out: Path) -> dict:
         bars = {f"{f:g} labels": {v: stats[task, v, f] for v in variants if (task, v, f) in stats} for f in fractions}
         grouped_bars(bars, out / ("results.png" if len(tasks) == 1 else f"results-{task}.png"),
                      ylabel=f"test {METRICS[task][1]} (%)",
-                     title=f"{task}: student initialisation vs label fraction (mean +/- std over seeds)")
+                     title=f"{task}: student initialisation (mean +/- std over seeds)")
     # classification keeps its historical keys (VARIANT_labelsF_mean); other tasks prefix theirs
     prefix = {t: "" if t == "classify" else f"{t}_" for t in tasks}
     summary = {f"{prefix[t]}{v}_labels{f:g}_mean": mean for (t, v, f), (mean, _) in stats.items()}
