@@ -5,16 +5,17 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 from PIL import Image
+from torchmetrics.classification import MulticlassJaccardIndex
 
 from conftest import killed_at_step, run_cli
 from diffrep import cli, data
 from diffrep.data import DENSE_DEFAULTS, DenseSet, scenes
 from diffrep.errors import UserError
-from diffrep.tasks import build_student, save_backbone
+from diffrep.tasks import build_student, load_dense_net, save_backbone
 from diffrep.tasks.augment import AUGMENT_DEFAULTS, DenseBatches, joint_augment
 from diffrep.tasks.fpn import DenseNet, dense_taps
 from diffrep.tasks.landmarks import box_diagonal, decode_heatmaps, gaussian_heatmaps, nme, normaliser
-from diffrep.tasks.segment import SegmentModule
+from diffrep.tasks.segment import SegmentModule, upsample
 
 TINY_DENSE = ["--data.train_size", "64", "--data.test_size", "32", "--optim.batch_size", "16",
               "--optim.warmup_steps", "1", "--trainer.log_every_n_steps", "1", "--trainer.progress_bar", "false",
@@ -145,6 +146,18 @@ def test_finetune_segment_writes_miou_overlays_and_resumes_exactly(tmp_path, mon
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=key)
     with safe_open(str(straight / "model.safetensors"), "pt") as fh:
         assert fh.metadata()["format"] == "diffrep-dense-v1" and fh.metadata()["task"] == "segment"
+    # the saved model loads back and scores the same mIoU on the same test scenes
+    net, meta = load_dense_net(straight / "model.safetensors")
+    assert meta["outputs"] == scenes.CLASSES and meta["taps"][-1] == "layer4" and not net.training
+    test = data.load_dense({**DENSE_DEFAULTS, "test_size": 32}, "test")
+    with torch.no_grad():
+        pred = upsample(net(test.floats()), (32, 32)).argmax(1)
+    miou = MulticlassJaccardIndex(num_classes=len(scenes.CLASSES), average="macro")(pred, test.masks.long())
+    assert float(miou) == pytest.approx(metrics["test_miou"], abs=1e-6)
+    backbone = save_backbone(build_student("resnet18", 1, "imagenet"), tmp_path / "backbone.safetensors",
+                             "resnet18", 1, "imagenet")
+    with pytest.raises(UserError, match="not a diffrep dense model"):
+        load_dense_net(backbone)
 
 
 def test_finetune_landmarks_from_a_backbone(tmp_path):

@@ -4,7 +4,6 @@
     python teacher_checkpoint_probe.py shipped|CHECKPOINT [TAPS] [TIMESTEPS]
 """
 import sys, torch
-from diffusers import UNet2DModel
 from diffrep import data as data_lib
 from diffrep.probe.linear import probe
 from diffrep.teacher import load_teacher

@@ -72,7 +72,7 @@ def grouped_bars(groups: dict[str, dict[str, tuple[float, float]]], path: str | 
     """One group of bars per outer key, one bar per inner key, each (value, error bar), value printed on top."""
     names = list(dict.fromkeys(name for bars in groups.values() for name in bars))
     width = 0.8 / max(1, len(names))
-    width_in = max(4.5, 1.5 + 0.6 * len(groups) * max(1, len(names)))  # room for the title with one group
+    width_in = max(5.5, 1.5 + 0.6 * len(groups) * max(1, len(names)))  # room for the title with one group
     fig, ax = plt.subplots(figsize=(width_in, 4), layout="constrained")
     for i, name in enumerate(names):
         xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
@@ -83,7 +83,8 @@ def grouped_bars(groups: dict[str, dict[str, tuple[float, float]]], path: str | 
     ax.set_xticks(range(len(groups)), list(groups))
     low = min((v - e for bars in groups.values() for v, e in bars.values() if v == v), default=0)
     ax.set_ylim(bottom=max(0.0, low - 5))
-    ax.set(ylabel=ylabel, title=title)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(axis="y", alpha=0.3)
     fig.savefig(path, dpi=120)

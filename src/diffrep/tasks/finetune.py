@@ -30,6 +30,7 @@ from diffrep.errors import UserError
 from diffrep.tasks.augment import AUGMENT_DEFAULTS, check_augment
 from diffrep.tasks.classify import OPTIM_DEFAULTS, ClassifierModule
 from diffrep.tasks.dense_module import HEAD_DEFAULTS
+from diffrep.tasks.fpn import DENSE_FORMAT
 from diffrep.tasks.landmarks import NORMALISERS, SIGMA, LandmarkModule
 from diffrep.tasks.overlays import overlay_grid
 from diffrep.tasks.segment import SegmentModule
@@ -230,7 +231,7 @@ def _dense(cfg: dict, backbone: nn.Module | None, resume: bool) -> dict:
     save_file_atomic(module.eval_model.state_dict(), out / "model.safetensors",
                      {"arch": arch, "in_channels": str(channels), "stem": stem, "task": task,
                       "taps": ",".join(module.net.taps), "width": str(cfg["head"]["width"]),
-                      "outputs": json.dumps(names), "format": "diffrep-dense-v1"})
+                      "outputs": json.dumps(names), "format": DENSE_FORMAT})
     if n_overlays:
         shown = test.subset(slice(0, n_overlays))
         pred = module.predict(shown.images, batch)

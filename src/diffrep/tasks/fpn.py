@@ -12,12 +12,17 @@ at 32 px the small stem gives 32, 32, 16, 8, 4 px for resnets (relu, layer1..lay
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from diffrep.errors import UserError
-from diffrep.tasks.students import STUDENTS, student_features
+from diffrep.tasks.students import STUDENTS, build_student, read_safetensors, student_features
+
+DENSE_FORMAT = "diffrep-dense-v1"  # metadata format of the saved model (load_dense_net)
 
 DENSE_TAPS = {
     "resnet18": ["relu", "layer1", "layer2", "layer3", "layer4"],
@@ -83,3 +88,21 @@ def dense_taps(arch: str, taps: list[str] | str | None) -> list[str]:
     if not taps or not all(isinstance(t, str) and t for t in taps):
         raise UserError(f"head.taps must be student tap names, shallow to deep, got {taps!r}")
     return taps
+
+
+def load_dense_net(path: str | Path) -> tuple[DenseNet, dict]:
+    """The DenseNet `diffrep finetune --task segment|landmarks` saved to OUT/model.safetensors, in eval mode, and
+    its metadata (arch, stem, in_channels, task, taps, width, outputs: the class or keypoint names)."""
+    path = Path(path)
+    state, meta = read_safetensors(path, "dense model")
+    if meta.get("format") != DENSE_FORMAT:
+        raise UserError(f"{path}: not a diffrep dense model (written by diffrep finetune --task segment|landmarks)")
+    meta = {**meta, "in_channels": int(meta["in_channels"]), "width": int(meta["width"]),
+            "taps": meta["taps"].split(","), "outputs": json.loads(meta["outputs"])}
+    net = DenseNet(build_student(meta["arch"], meta["in_channels"], meta["stem"]), meta["taps"], meta["in_channels"],
+                   meta["width"], len(meta["outputs"]))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise UserError(f"{path}: weights do not fit the model in its metadata ({str(err).splitlines()[0]})") from None
+    return net.eval(), meta

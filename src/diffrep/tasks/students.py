@@ -170,18 +170,22 @@ def save_backbone(model: nn.Module, path: str | Path, arch: str, in_channels: in
     return save_file_atomic(state, path, meta)
 
 
+def read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(weights, metadata) of a safetensors file; a missing or unreadable file is a UserError."""
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return {key: fh.get_tensor(key) for key in fh.keys()}, fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise UserError(f"{path}: not a safetensors file ({str(err).splitlines()[0]})") from None
+
+
 def load_backbone(path: str | Path) -> tuple[nn.Module, dict]:
     """The torchvision model saved by save_backbone (with a random head) and its metadata
     {"arch", "in_channels" (int), "stem", "format"}."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"backbone not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-            state = {key: fh.get_tensor(key) for key in fh.keys()}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise UserError(f"{path}: not a safetensors file ({str(err).splitlines()[0]})") from None
+    state, meta = read_safetensors(path, "backbone")
     if meta.get("format") != FORMAT or not {"arch", "in_channels", "stem"} <= meta.keys():
         raise UserError(f"{path}: no diffrep student metadata (arch, in_channels, stem); "
                         f"write backbones with diffrep.tasks.save_backbone")
