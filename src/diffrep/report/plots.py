@@ -18,7 +18,8 @@ def heatmap(values: list[list[float]], row_labels: list, col_labels: list, path:
             xlabel: str = "", ylabel: str = "", colorbar: str = "", fmt: str = "{:.3f}") -> Path:
     """values[i][j] as coloured cells, each annotated with its value; NaN cells stay blank."""
     rows, cols = len(row_labels), len(col_labels)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * cols, 1.2 + 0.45 * rows), layout="constrained")
+    cell = min(1.3, 12 / max(1, cols))  # narrower cells when there are many columns, so the figure stays readable
+    fig, ax = plt.subplots(figsize=(1.6 + cell * cols, max(3.0, 1.2 + 0.45 * rows)), layout="constrained")
     image = ax.imshow(values, cmap="viridis", aspect="auto")
     fig.colorbar(image, ax=ax, label=colorbar)
     ax.set_xticks(range(cols), [str(c) for c in col_labels], rotation=30, ha="right")
