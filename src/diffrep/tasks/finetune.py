@@ -168,19 +168,32 @@ def _common_metrics(module, trainer, labelled: int, test: int, params: int, star
             "world_size": trainer.world_size, **({"final_loss": sum(losses) / len(losses)} if losses else {})}
 
 
-def _classify(cfg: dict, backbone: nn.Module | None, resume: bool) -> dict:
-    train = data_lib.load(cfg["data"], "train")
-    test = data_lib.load(cfg["data"], "test")
-    num_classes = len(train.classes)
-    labelled = data_lib.labelled(train, cfg["data"]["labels"], cfg["data"]["seed"])
-    check_labels(labelled, "train", num_classes)
-    check_labels(test, "test", num_classes)
-    cfg = _with_epochs(cfg, len(labelled))
+def _labelled_splits(cfg: dict, load, select, check) -> tuple:
+    """(cfg with `epochs` resolved, train, test, the labelled part of train); `check(data, split, train)` vets the
+    labelled part and the test split before anything trains."""
+    train, test = load(cfg["data"], "train"), load(cfg["data"], "test")
+    labelled = select(train, cfg["data"]["labels"], cfg["data"]["seed"])
+    for data, split in ((labelled, "train"), (test, "test")):
+        check(data, split, train)
+    return _with_epochs(cfg, len(labelled)), train, test, labelled
 
-    L.seed_everything(cfg["seed"], verbose=False)  # the random init and the fresh head depend on the seed only
+
+def _student(cfg: dict, backbone: nn.Module | None) -> nn.Module:
+    """The init file's backbone, else a fresh student; seeds first, so the random init and the fresh head or
+    decoder built next depend on the seed only."""
+    L.seed_everything(cfg["seed"], verbose=False)
+    if backbone is not None:
+        return backbone
+    return build_student(cfg["student"]["arch"], cfg["data"]["channels"], cfg["student"]["stem"])
+
+
+def _classify(cfg: dict, backbone: nn.Module | None, resume: bool) -> dict:
+    cfg, train, test, labelled = _labelled_splits(
+        cfg, data_lib.load, data_lib.labelled, lambda data, split, train: check_labels(data, split, len(train.classes)))
+    num_classes = len(train.classes)
     arch, stem, channels = cfg["student"]["arch"], cfg["student"]["stem"], cfg["data"]["channels"]
-    student = backbone if backbone is not None else build_student(arch, channels, stem)
-    module = ClassifierModule(student, arch, num_classes, cfg["optim"], labelled, cfg["seed"], cfg["data"]["hflip"])
+    module = ClassifierModule(_student(cfg, backbone), arch, num_classes, cfg["optim"], labelled, cfg["seed"],
+                              cfg["data"]["hflip"])
     out, trainer, params, start_from = _start(cfg, backbone, module, module.student, len(labelled), resume)
     if not trainer.is_global_zero:  # with several devices, one process evaluates and exports
         return {}
@@ -201,16 +214,10 @@ def _dense(cfg: dict, backbone: nn.Module | None, resume: bool) -> dict:
     task = cfg["task"]
     check_augment(cfg["augment"])
     n_overlays = _non_negative_int(cfg["overlays"], "overlays")
-    train = data_lib.load_dense(cfg["data"], "train")
-    test = data_lib.load_dense(cfg["data"], "test")
-    labelled = data_lib.labelled_dense(train, cfg["data"]["labels"], cfg["data"]["seed"])
-    check_dense(labelled, "train", task)
-    check_dense(test, "test", task)
-    cfg = _with_epochs(cfg, len(labelled))
-
-    L.seed_everything(cfg["seed"], verbose=False)  # the random init and the fresh decoder depend on the seed only
+    cfg, train, test, labelled = _labelled_splits(
+        cfg, data_lib.load_dense, data_lib.labelled_dense, lambda data, split, _: check_dense(data, split, task))
     arch, stem, channels = cfg["student"]["arch"], cfg["student"]["stem"], cfg["data"]["channels"]
-    student = backbone if backbone is not None else build_student(arch, channels, stem)
+    student = _student(cfg, backbone)
     common = dict(arch=arch, in_channels=channels, head=cfg["head"], optim=cfg["optim"], augment=cfg["augment"],
                   train_data=labelled, seed=cfg["seed"], hflip=cfg["data"]["hflip"])
     if task == "segment":
