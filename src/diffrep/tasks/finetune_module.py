@@ -75,6 +75,7 @@ class FinetuneModule(TimedModule):
         return self.eval_model(images)
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The task's training loss; every task module defines it (classify, segment, landmarks)."""
         raise NotImplementedError
 
     def _rank_seed(self) -> int:
