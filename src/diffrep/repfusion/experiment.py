@@ -73,18 +73,19 @@ def _finished(out: Path, key: str) -> bool:
 
 
 @contextmanager
-def _claimed(out: Path, name: str):
-    """Holds an exclusive lock on OUT/NAME.lock: runners that share OUT (say one per label fraction, on two
-    devices) take turns on a run they both need, and the second finds it finished instead of training it again."""
+def _claimed(out: Path, name: str, wait: bool):
+    """Holds an exclusive lock on OUT/NAME.lock, yielding True, or yields False at once when another runner holds
+    it and wait is false: runners that share OUT (say one per label fraction) each take the runs nobody holds,
+    and none trains a run twice."""
     lock = out / f"{name}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with lock.open("w") as fh:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            print(f"waiting for another runner to finish {name}")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
+            yield False
+            return
+        yield True
 
 
 def _sub_config(defaults: dict, *updates: dict) -> dict:
@@ -124,11 +125,11 @@ def plan(cfg: dict) -> list[dict]:
     runs = []
     for variant in cfg["variants"]:
         uses_labels = bool(variant["distill"]) and variant["distill"].get("timesteps", "policy") == "policy"
-        fractions = variant.get("labels", cfg["labels"])
         unknown = set(variant) - {"name", "distill", "labels"}
-        if unknown or not set(fractions) <= set(cfg["labels"]):
-            raise UserError(f"variant {variant['name']}: keys are name, distill and labels (a subset of "
-                            f"{cfg['labels']}); got {sorted(variant)} with labels {fractions}")
+        if unknown:
+            raise UserError(f"variant {variant['name']}: keys are name, distill and labels; got {sorted(variant)}")
+        # a variant's own fractions run only where they are among this run's (e.g. after --labels "[0.1]")
+        fractions = [f for f in variant.get("labels", cfg["labels"]) if f in cfg["labels"]]
         for task in tasks:
             folder = "finetune" if task == "classify" else f"finetune-{task}"
             for fraction in fractions:
@@ -178,36 +179,55 @@ def check(cfg: dict) -> tuple[list[dict], dict[str, dict]]:
     return runs, distills
 
 
+def _run_job(cfg: dict, out: Path, job: tuple, position: str, wait: bool) -> bool:
+    """Train one distillation or fine-tuning under its lock, or skip it when it is finished; False (and nothing
+    done) when another runner holds it and wait is false."""
+    kind, name, item = job
+    with _claimed(out, name, wait) as mine:
+        if not mine:
+            return False
+        if kind == "distill":
+            run_cfg = distill_config(cfg, item)
+            if run_cfg["timesteps"] == "fixed:best":
+                run_cfg["timesteps"] = f"fixed:{best_fixed_t(cfg, out, {**run_cfg, 'timesteps': 'policy'})}"
+            if _finished(out / name, "train_seconds"):
+                print(f"[{position}] {name}: done")
+            else:
+                print(f"[{position}] {name}")
+                distill.run(run_cfg, resume=(out / name).exists())
+        elif not _finished(out / name, METRICS[item["task"]][0]):
+            print(f"[{position}] {name}")
+            finetune.run(finetune_config(cfg, item), resume=(out / name).exists())
+    return True
+
+
 def run(cfg: dict, resume: bool = False) -> dict:
     start = time.perf_counter()
     runs, distills = check(cfg)
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(config_lib.dump(cfg))
-    total = len(distills) + len(runs)
     print(f"{len(distills)} distillations and {len(runs)} fine-tunings -> {out}")
-    done = 0
-    for name, source in distills.items():
-        done += 1
-        run_cfg = distill_config(cfg, source)
-        with _claimed(out, name):
-            if run_cfg["timesteps"] == "fixed:best":
-                run_cfg["timesteps"] = f"fixed:{best_fixed_t(cfg, out, {**run_cfg, 'timesteps': 'policy'})}"
-            if _finished(out / name, "train_seconds"):
-                print(f"[{done}/{total}] {name}: done")
-                continue
-            print(f"[{done}/{total}] {name}")
-            distill.run(run_cfg, resume=(out / name).exists())
+    # Distillations first, then fine-tunings. A run that another runner holds is passed over and tried again on
+    # the next round; a fine-tuning waits for its distillation; with nothing free, wait for the first held run.
+    jobs = [("distill", name, source) for name, source in distills.items()] + [("finetune", r["name"], r) for r in runs]
+    pending = list(range(len(jobs)))
+    while pending:
+        ready = [i for i in pending if jobs[i][0] == "distill" or not jobs[i][2]["distill"]
+                 or _finished(out / jobs[i][2]["distill"]["name"], "train_seconds")]
+        taken = [i for i in ready if _run_job(cfg, out, jobs[i], f"{i + 1}/{len(jobs)}", wait=False)]
+        pending = [i for i in pending if i not in taken]
+        if pending and not taken:
+            if ready:
+                _run_job(cfg, out, jobs[ready[0]], f"{ready[0] + 1}/{len(jobs)}", wait=True)
+                pending.remove(ready[0])
+            else:  # every pending fine-tuning waits on a distillation that another runner is training
+                with _claimed(out, jobs[pending[0]][2]["distill"]["name"], wait=True):
+                    pass
     rows = []
     for item in runs:
-        done += 1
-        ft_out = out / item["name"]
+        metrics = json.loads((out / item["name"] / "metrics.json").read_text())
         key = METRICS[item["task"]][0]
-        with _claimed(out, item["name"]):
-            if not _finished(ft_out, key):
-                print(f"[{done}/{total}] {item['name']}")
-                finetune.run(finetune_config(cfg, item), resume=ft_out.exists())
-        metrics = json.loads((ft_out / "metrics.json").read_text())
         rows.append({"variant": item["variant"], "task": item["task"], "labels": item["labels"], "seed": item["seed"],
                      "metric": key, "value": metrics[key], "train_images": metrics["train_images"]})
     summary = write_results(rows, cfg, out)
