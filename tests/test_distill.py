@@ -167,3 +167,32 @@ def test_a_wrong_key_in_an_experiment_fails_before_any_run(tmp_path, capsys):
     assert cli.main(["experiment", "repfusion", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "lr_typo" in err and err.count("\n") == 1 and not (tmp_path / "exp").exists()
+
+
+def test_a_runner_passes_over_runs_another_runner_holds(tmp_path, monkeypatch):
+    """Runners sharing OUT: a run held by another runner is taken up last, once it is free, and trained once."""
+    out = tmp_path / "exp"
+    cfg = config_lib.resolve(experiment.DEFAULTS, None, ["--labels", "[0.1]", "--seeds", "[0,1]", "--out", str(out),
+                                                         "--distill_per_seed", "false"])
+    cfg["variants"] = [{"name": "random_init", "distill": None},
+                       {"name": "uniform", "distill": {"timesteps": "uniform:0-999"}}]
+    held = "finetune/random_init/labels0.1-seed0"
+    lock = experiment._claimed(out, held, wait=True)
+    assert lock.__enter__()  # another runner is training this run
+    trained = []
+
+    def fake(key):
+        def train(run_cfg, resume=False):
+            trained.append(str(Path(run_cfg["out"]).relative_to(out)))
+            Path(run_cfg["out"]).mkdir(parents=True, exist_ok=True)
+            (Path(run_cfg["out"]) / "metrics.json").write_text(json.dumps({key: 0.5, "train_images": 10}))
+            if len(trained) == 4:  # every other run is done: the other runner finishes and lets go
+                lock.__exit__(None, None, None)
+        return train
+
+    monkeypatch.setattr(experiment.distill, "run", fake("train_seconds"))
+    monkeypatch.setattr(experiment.finetune, "run", fake("test_accuracy"))
+    experiment.run(cfg)
+    assert trained == ["distill/uniform/seed0", "finetune/random_init/labels0.1-seed1",
+                       "finetune/uniform/labels0.1-seed0", "finetune/uniform/labels0.1-seed1", held]
+    assert (out / "results.md").read_text().count("50.00 +/- 0.00") == 2
