@@ -2,8 +2,9 @@
 
 A classifier made of the shipped teacher's encoder half (time embedding at a fixed t, conv_in, down blocks, mid
 block), global average pooling and a fresh linear head is fine-tuned end to end on the 600 labelled images of
-each seed, with the experiment's fine-tuning protocol (500 SGD steps, batch 64, lr 0.05 Nesterov, wd 1e-4,
-50 warm-up steps then cosine, flips), and tested on all 10k test images. The same network with random weights is
+each seed with the experiment's fine-tuning schedule (500 steps at batch 64, 50 warm-up steps then cosine, flips)
+and tested on all 10k test images. The optimiser is AdamW (lr 1e-3, wd 0.05) with gradients clipped at norm 1:
+the students' SGD at lr 0.05 drives this network (GroupNorm, trained with Adam at 3e-4) to chance. The same network with random weights is
 the baseline. If the DPM's own weights give little over random weights here, no student distilled from its
 features can be expected to gain much more.
 
@@ -40,28 +41,31 @@ class EncoderClassifier(nn.Module):
         return self.fc(u.mid_block(h, emb).mean((2, 3)))
 
 
-def run(init: str, t: int, seed: int, train, test, steps=500, batch=64, lr=0.05, warmup=50) -> float:
+def run(init: str, t: int, seed: int, train, test, steps=500, batch=64, lr=1e-3, warmup=50) -> tuple[float, float]:
     torch.manual_seed(seed)
     teacher = load_teacher()
     unet = teacher.unet if init == "teacher" else UNet2DModel(**teacher.unet.config)
     net = EncoderClassifier(unet, t, 10).train()
     for p in net.parameters():
         p.requires_grad_(True)
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warmup, steps))
     loader = iter(step_loader(train, batch, lambda: 0, seed, True))
+    losses = []
     for _ in range(steps):
         x, y = next(loader)
         loss = F.cross_entropy(net(x), y)
         opt.zero_grad()
         loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
+        losses.append(loss.item())
         sched.step()
     net.eval()
     with torch.no_grad():
         correct = sum((net(data_lib.to_float(test.images[i:i + 500])).argmax(1) == test.labels[i:i + 500]).sum().item()
                       for i in range(0, len(test), 500))
-    return correct / len(test)
+    return correct / len(test), sum(losses[-50:]) / 50
 
 
 def main():
@@ -76,9 +80,9 @@ def main():
     results = {}
     for init in ("teacher", "random"):
         for seed in map(int, a.seeds.split(",")):
-            acc = run(init, a.t, seed, data_lib.labelled(full, a.labels, seed), test)
+            acc, loss = run(init, a.t, seed, data_lib.labelled(full, a.labels, seed), test)
             results[f"{init}_seed{seed}"] = acc
-            print(f"{init} init, seed {seed}: test accuracy {acc:.4f}", flush=True)
+            print(f"{init} init, seed {seed}: test accuracy {acc:.4f} (final train loss {loss:.3f})", flush=True)
     for init in ("teacher", "random"):
         accs = torch.tensor([v for k, v in results.items() if k.startswith(init)])
         print(f"{init} init: {100 * accs.mean():.2f} +/- {100 * accs.std():.2f}")

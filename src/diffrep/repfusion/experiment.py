@@ -12,9 +12,9 @@ probe of the distilled tap (`diffrep.probe.run`, on a subset, cached in best_fix
 own directory under OUT; a finished run is skipped and an unfinished one resumed, so the whole experiment
 resumes where it stopped. Writes OUT/results.csv (one row per fine-tuning), results.md (mean +/- std per
 variant, task and fraction, in %) and results.png (one per task, results-TASK.png, when there are several).
-Several runners may share OUT (e.g. `--labels "[0.01]"` and `--labels "[0.1]"` on two devices): a lock file per
-run makes them take turns on the runs they share; each writes the table of its own runs, so run the command once
-more over everything to tabulate it all.
+Several runners may share OUT (e.g. `--labels "[0.01]"` and `--labels "[0.1]"`, one per core): a lock file per
+run lets each take the runs nobody else holds, so no run is trained twice; each writes the table of its own runs,
+so run the command once more over everything to tabulate it all.
 """
 from __future__ import annotations
 
