@@ -196,3 +196,11 @@ def test_a_runner_passes_over_runs_another_runner_holds(tmp_path, monkeypatch):
     assert trained == ["distill/uniform/seed0", "finetune/random_init/labels0.1-seed1",
                        "finetune/uniform/labels0.1-seed0", "finetune/uniform/labels0.1-seed1", held]
     assert (out / "results.md").read_text().count("50.00 +/- 0.00") == 2
+
+
+def test_a_diverging_distillation_stops_with_one_line_and_exports_nothing(tiny_teacher_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("distill", "--teacher", str(tiny_teacher_dir), *TINY_DISTILL, "--timesteps", "fixed:10",
+                   "--optim.lr", "1e30", "--trainer.max_steps", "4", "--out", str(out), check=False)
+    assert proc.returncode == 2 and "training diverged" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (out / "student.safetensors").exists()

@@ -1,5 +1,7 @@
 """TimedModule: a LightningModule that counts its own training seconds and keeps its last 100 losses,
 both across resumes. Work done inside `with module.untimed():` (an evaluation callback) is not counted.
+A loss that is not finite stops the run with a UserError before its backward pass, so a diverged run never
+reaches a checkpoint or an exported model.
 
 Subclasses that override on_train_start / on_save_checkpoint / on_load_checkpoint call super() first.
 """
@@ -10,6 +12,9 @@ from collections import deque
 from contextlib import contextmanager
 
 import lightning as L
+import torch
+
+from diffrep.errors import UserError
 
 
 class TimedModule(L.LightningModule):
@@ -22,6 +27,11 @@ class TimedModule(L.LightningModule):
 
     def on_train_start(self):
         self._clock = time.perf_counter()
+
+    def on_before_backward(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            raise UserError(f"training diverged: the loss is {loss.item()} at step {self.global_step}; lower "
+                            "optim.lr (or loss.weight); the last checkpoint before it is kept for --resume")
 
     def on_train_end(self):
         self._tick()
