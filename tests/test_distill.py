@@ -117,6 +117,8 @@ out: {tmp_path / "exp"}
     table = (out / "results.md").read_text()
     assert "| policy_clean | " in table and "| best_fixed | - | " in table and (out / "results.png").is_file()
     assert "4 distillations and 8 fine-tunings" in first.stdout
+    distilled = (out / "distill_metrics.md").read_text()
+    assert "| policy_clean/labels0.5-seed0 | " in distilled and "| best_fixed/seed0 | " in distilled
     again = run_cli("experiment", "repfusion", "--config", str(config))
     assert again.stdout.count(": done") == 4 and "fine-tuning a" not in again.stdout
 

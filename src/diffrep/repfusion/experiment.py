@@ -234,8 +234,27 @@ def run(cfg: dict, resume: bool = False) -> dict:
         rows.append({"variant": item["variant"], "task": item["task"], "labels": item["labels"], "seed": item["seed"],
                      "metric": key, "value": metrics[key], "train_images": metrics["train_images"]})
     summary = write_results(rows, cfg, out)
+    write_distill_table(distills, out)
     print(f"experiment finished in {time.perf_counter() - start:.0f} s; table in {out / 'results.md'}")
     return summary
+
+
+# distill metrics.json key -> column of distill_metrics.md
+DISTILL_COLUMNS = {"t_mode": "t (mode, last epoch)", "t_entropy": "t entropy (nats)", "loss_feat": "distillation loss",
+                   "student_probe_accuracy": "student probe (%)", "random_student_probe_accuracy": "random student (%)"}
+
+
+def write_distill_table(distills: dict[str, dict], out: Path) -> None:
+    """OUT/distill_metrics.md: what each distillation ended with: its timesteps, loss and the linear probes of
+    the distilled and of a random student (see `diffrep distill`)."""
+    lines = ["| distillation | " + " | ".join(DISTILL_COLUMNS.values()) + " |", "|---|" + "---|" * len(DISTILL_COLUMNS)]
+    for name in distills:
+        metrics = json.loads((out / name / "metrics.json").read_text())
+        cells = [("-" if key not in metrics else f"{100 * metrics[key]:.2f}" if key.endswith("accuracy")
+                  else f"{metrics[key]:.4g}") for key in DISTILL_COLUMNS]
+        lines.append(f"| {name.removeprefix('distill/')} | " + " | ".join(cells) + " |")
+    (out / "distill_metrics.md").write_text("Each distillation's last values (the probes: a linear probe of the frozen, "
+                                            "pooled student tap).\n\n" + "\n".join(lines) + "\n")
 
 
 def write_results(rows: list[dict], cfg: dict, out: Path) -> dict:
