@@ -239,19 +239,23 @@ def run(cfg: dict, resume: bool = False) -> dict:
     return summary
 
 
-# distill metrics.json key -> column of distill_metrics.md
-DISTILL_COLUMNS = {"t_mode": "t (mode, last epoch)", "t_entropy": "t entropy (nats)", "loss_feat": "distillation loss",
-                   "student_probe_accuracy": "student probe (%)", "random_student_probe_accuracy": "random student (%)"}
+# distill metrics.json key -> (column of distill_metrics.md, how to show a value)
+DISTILL_COLUMNS = {"t_mode": ("t (mode, last epoch)", "{:.0f}"), "t_entropy": ("t entropy (nats)", "{:.2f}"),
+                   "loss_feat": ("distillation loss", "{:.4f}"),
+                   "student_probe_accuracy": ("student probe (%)", "{:.2%}"),
+                   "random_student_probe_accuracy": ("random student (%)", "{:.2%}")}
 
 
 def write_distill_table(distills: dict[str, dict], out: Path) -> None:
     """OUT/distill_metrics.md: what each distillation ended with: its timesteps, loss and the linear probes of
     the distilled and of a random student (see `diffrep distill`)."""
-    lines = ["| distillation | " + " | ".join(DISTILL_COLUMNS.values()) + " |", "|---|" + "---|" * len(DISTILL_COLUMNS)]
+    lines = ["| distillation | " + " | ".join(c for c, _ in DISTILL_COLUMNS.values()) + " |",
+             "|---|" + "---|" * len(DISTILL_COLUMNS)]
     for name in distills:
         metrics = json.loads((out / name / "metrics.json").read_text())
-        cells = [("-" if key not in metrics else f"{100 * metrics[key]:.2f}" if key.endswith("accuracy")
-                  else f"{metrics[key]:.4g}") for key in DISTILL_COLUMNS]
+        # abs: an entropy of 0 comes out as -0.0 or -1e-30
+        cells = [fmt.format(abs(metrics[key])).rstrip("%") if key in metrics else "-"
+                 for key, (_, fmt) in DISTILL_COLUMNS.items()]
         lines.append(f"| {name.removeprefix('distill/')} | " + " | ".join(cells) + " |")
     (out / "distill_metrics.md").write_text("Each distillation's last values (the probes: a linear probe of the frozen, "
                                             "pooled student tap).\n\n" + "\n".join(lines) + "\n")
