@@ -86,7 +86,7 @@ def grouped_bars(groups: dict[str, dict[str, tuple[float, float]]], path: str | 
     ax.set_ylim(bottom=max(0.0, low - 5))
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    fig.legend(fontsize=7, loc="outside right upper")  # beside the axes: inside, it hides bars
     ax.grid(axis="y", alpha=0.3)
     fig.savefig(path, dpi=120)
     plt.close(fig)
