@@ -131,7 +131,7 @@ def plan(cfg: dict) -> list[dict]:
         # a variant's own fractions run only where they are among this run's (e.g. after --labels "[0.1]")
         fractions = [f for f in variant.get("labels", cfg["labels"]) if f in cfg["labels"]]
         if not fractions:
-            print(f"variant {variant['name']}: none of its label fractions {variant['labels']} is among "
+            print(f"variant {variant['name']}: none of its label fractions {variant.get('labels')} is among "
                   f"{cfg['labels']}; skipped")
         for task in tasks:
             folder = "finetune" if task == "classify" else f"finetune-{task}"

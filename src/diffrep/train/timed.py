@@ -30,8 +30,8 @@ class TimedModule(L.LightningModule):
 
     def on_before_backward(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss).all():
-            raise UserError(f"training diverged: the loss is {loss.item()} at step {self.global_step}; lower "
-                            "optim.lr (or loss.weight); the last checkpoint before it is kept for --resume")
+            raise UserError(f"training diverged: the loss is {loss.item()} at step {self.global_step}; lower the "
+                            "learning rate (optim.lr) or the loss weights and start the run again")
 
     def on_train_end(self):
         self._tick()
