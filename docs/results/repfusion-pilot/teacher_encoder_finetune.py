@@ -4,9 +4,9 @@ A classifier made of the shipped teacher's encoder half (time embedding at a fix
 block), global average pooling and a fresh linear head is fine-tuned end to end on the 600 labelled images of
 each seed with the experiment's fine-tuning schedule (500 steps at batch 64, 50 warm-up steps then cosine, flips)
 and tested on all 10k test images. The optimiser is AdamW (lr 1e-3, wd 0.05) with gradients clipped at norm 1:
-the students' SGD at lr 0.05 drives this network (GroupNorm, trained with Adam at 3e-4) to chance. The same network with random weights is
-the baseline. If the DPM's own weights give little over random weights here, no student distilled from its
-features can be expected to gain much more.
+the students' SGD at lr 0.05 drives this network (GroupNorm, trained with Adam at 3e-4) to chance. The same
+network with random weights is the baseline. If the DPM's own weights give little over random weights here, no
+student distilled from its features can be expected to gain much more.
 
     OMP_NUM_THREADS=1 python docs/results/repfusion-pilot/teacher_encoder_finetune.py [--t 10] [--seeds 0,1,2]
 """

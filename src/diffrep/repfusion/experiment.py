@@ -257,8 +257,8 @@ def write_distill_table(distills: dict[str, dict], out: Path) -> None:
         cells = [fmt.format(abs(metrics[key])).rstrip("%") if key in metrics else "-"
                  for key, (_, fmt) in DISTILL_COLUMNS.items()]
         lines.append(f"| {name.removeprefix('distill/')} | " + " | ".join(cells) + " |")
-    (out / "distill_metrics.md").write_text("Each distillation's last values (the probes: a linear probe of the frozen, "
-                                            "pooled student tap).\n\n" + "\n".join(lines) + "\n")
+    intro = "Each distillation's last values (the probes: a linear probe of the frozen, pooled student tap)."
+    (out / "distill_metrics.md").write_text(intro + "\n\n" + "\n".join(lines) + "\n")
 
 
 def write_results(rows: list[dict], cfg: dict, out: Path) -> dict:
