@@ -182,11 +182,11 @@ def check(cfg: dict) -> tuple[list[dict], dict[str, dict]]:
     return runs, distills
 
 
-def _run_job(cfg: dict, out: Path, job: tuple, position: str, wait: bool) -> bool:
+def _run_job(cfg: dict, out: Path, job: tuple, position: str) -> bool:
     """Train one distillation or fine-tuning under its lock, or skip it when it is finished; False (and nothing
-    done) when another runner holds it and wait is false."""
+    done) when another runner holds it."""
     kind, name, item = job
-    with _claimed(out, name, wait) as mine:
+    with _claimed(out, name, wait=False) as mine:
         if not mine:
             return False
         if kind == "distill":
@@ -204,6 +204,12 @@ def _run_job(cfg: dict, out: Path, job: tuple, position: str, wait: bool) -> boo
     return True
 
 
+def _distillation_of(job: tuple) -> str | None:
+    """The distillation a fine-tuning starts from (None: random init, or the job is a distillation)."""
+    kind, _, item = job
+    return item["distill"]["name"] if kind == "finetune" and item["distill"] else None
+
+
 def run(cfg: dict, resume: bool = False) -> dict:
     start = time.perf_counter()
     runs, distills = check(cfg)
@@ -212,21 +218,19 @@ def run(cfg: dict, resume: bool = False) -> dict:
     (out / "config.yaml").write_text(config_lib.dump(cfg))
     print(f"{len(distills)} distillations and {len(runs)} fine-tunings -> {out}")
     # Distillations first, then fine-tunings. A run that another runner holds is passed over and tried again on
-    # the next round; a fine-tuning waits for its distillation; with nothing free, wait for the first held run.
+    # the next round; a fine-tuning waits for its distillation. With nothing free, wait until the first held run
+    # (or the distillation it needs) is let go, then look again.
     jobs = [("distill", name, source) for name, source in distills.items()] + [("finetune", r["name"], r) for r in runs]
     pending = list(range(len(jobs)))
     while pending:
-        ready = [i for i in pending if jobs[i][0] == "distill" or not jobs[i][2]["distill"]
-                 or _finished(out / jobs[i][2]["distill"]["name"], "train_seconds")]
-        taken = [i for i in ready if _run_job(cfg, out, jobs[i], f"{i + 1}/{len(jobs)}", wait=False)]
+        ready = [i for i in pending
+                 if _distillation_of(jobs[i]) is None or _finished(out / _distillation_of(jobs[i]), "train_seconds")]
+        taken = {i for i in ready if _run_job(cfg, out, jobs[i], f"{i + 1}/{len(jobs)}")}
         pending = [i for i in pending if i not in taken]
         if pending and not taken:
-            if ready:
-                _run_job(cfg, out, jobs[ready[0]], f"{ready[0] + 1}/{len(jobs)}", wait=True)
-                pending.remove(ready[0])
-            else:  # every pending fine-tuning waits on a distillation that another runner is training
-                with _claimed(out, jobs[pending[0]][2]["distill"]["name"], wait=True):
-                    pass
+            held = jobs[ready[0]][1] if ready else _distillation_of(jobs[pending[0]])
+            with _claimed(out, held, wait=True):
+                pass
     rows = []
     for item in runs:
         metrics = json.loads((out / item["name"] / "metrics.json").read_text())
