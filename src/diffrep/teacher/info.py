@@ -1,7 +1,9 @@
-"""`diffrep teacher info`: the architecture summary and every tap with its output shape."""
+"""`diffrep teacher info`: the architecture summary and every tap with its output shape, for every family."""
 from __future__ import annotations
 
-from diffrep.teacher.model import Teacher, load_teacher
+from diffrep.teacher.adm_teacher import adm_architecture
+from diffrep.teacher.families import load_teacher
+from diffrep.teacher.model import Teacher
 
 
 def depth(name: str) -> int:
@@ -21,5 +23,10 @@ def describe(teacher: Teacher, max_depth: int | None = None) -> str:
 
 
 def main(args) -> int:
-    print(describe(load_teacher(args.path), args.depth))
+    flags, preset, conditioning = (getattr(args, key, None) for key in ("flags", "preset", "conditioning"))
+    if args.path is None and (flags is not None or preset is not None):
+        teacher = adm_architecture(flags, preset)  # no checkpoint: the architecture with random weights
+    else:
+        teacher = load_teacher(args.path, flags=flags, preset=preset, conditioning=conditioning)
+    print(describe(teacher, args.depth))
     return 0

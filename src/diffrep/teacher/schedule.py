@@ -7,13 +7,9 @@ from pathlib import Path
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from diffrep.errors import UserError
+from diffrep.options import blocks
 
-SCHEDULE_DEFAULTS = {  # DDPM (Ho et al. 2020): linear betas 1e-4 .. 0.02, T = 1000
-    "num_train_timesteps": 1000,
-    "beta_start": 0.0001,
-    "beta_end": 0.02,
-    "beta_schedule": "linear",
-}
+SCHEDULE_DEFAULTS = blocks.SCHEDULE
 
 
 def ddpm_scheduler(schedule: dict | None = None) -> DDPMScheduler:
