@@ -68,7 +68,7 @@ def test_parsing_of_grids_pools_and_inputs(teacher):
     for bad in ("0,x", "0,,5", "5,1000", -1, 2.5):
         with pytest.raises(UserError):
             parse_timesteps(bad, 1000)
-    assert parse_pool("gap") == 1 and parse_pool("grid:3") == 3
+    assert parse_pool("gap") == 1 and parse_pool("grid:3") == 3 and parse_pool("full") == 0
     for bad in ("grid:0", "grid:", "avg", "grid:-1"):
         with pytest.raises(UserError, match="bad pool"):
             parse_pool(bad)
@@ -78,12 +78,12 @@ def test_parsing_of_grids_pools_and_inputs(teacher):
     assert default_taps(teacher) == ["down_blocks.0", "down_blocks.1", "down_blocks.2", "mid_block", "up_blocks.0"]
 
 
-@pytest.mark.parametrize("pool", ["gap", "grid:2", "grid:8"])
+@pytest.mark.parametrize("pool", ["gap", "grid:2", "grid:8", "full"])
 def test_streamed_pooled_features_equal_pooling_full_features(teacher, images, pool):
     taps = ["down_blocks.0", "mid_block"]
     streamed = extract(teacher, images, 50, taps, pool=pool, batch_size=3)
     full = teacher.features(images.floats(), 50, taps)
-    grid = parse_pool(pool)
+    grid = parse_pool(pool) or 99  # full: the whole map
     for tap in taps:
         size = min(grid, full[tap].shape[-1])
         torch.testing.assert_close(streamed[tap], F.adaptive_avg_pool2d(full[tap], size).flatten(1),
@@ -146,10 +146,13 @@ def test_several_pools_come_from_one_pass_and_equal_single_pool_extraction(teach
             torch.testing.assert_close(both[pool][tap], single[tap], rtol=0, atol=0)
 
 
-def test_run_returns_rows_and_the_best_timestep(teacher):
+def test_run_returns_rows_and_the_best_timestep(teacher, capsys):
     data = {**TINY_DATA, "train_size": 100, "test_size": 50}
+    timings = {}
     rows = run(teacher, load(data, "train"), load(data, "test"), timesteps="0,900", taps="mid_block",
-               inputs="clean", progress=False)
+               inputs="clean", progress=True, timings=timings)
+    assert capsys.readouterr().out == ""  # one progress bar (stderr, terminals only), no line per pass
+    assert timings["features_seconds"] > 0 and timings["probes_seconds"] >= timings["fit_seconds"] / 2 > 0
     assert [(r["teacher"], r["t"]) for r in rows] == [("pixels", None), ("trained", 0), ("trained", 900),
                                                       ("random", 0), ("random", 900)]
     assert all(set(r) == set(COLUMNS) for r in rows)
@@ -157,6 +160,42 @@ def test_run_returns_rows_and_the_best_timestep(teacher):
     assert rows[0]["dim"] == 256 and rows[1]["dim"] == 32 and rows[1]["erank_count"] <= 32
     assert rows[1]["mean_norm"] != rows[3]["mean_norm"]  # the random teacher is another network
     assert rows[0]["accuracy"] > 0.5  # raw pixels separate digits well
+
+
+def test_probe_reaches_the_optimum_on_correlated_features():
+    """256 features from 16 factors (a UNet's features are as correlated; there, plain L-BFGS stopped 1-2 points
+    short after 50 iterations): 50 iterations reach scikit-learn's optimum of the same objective, loss and accuracy."""
+    from sklearn.linear_model import LogisticRegression
+
+    from diffrep.probe.linear import accuracy, fit_logistic, standardise
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(3000) % 5
+    factors = 0.7 * torch.randn(5, 16, generator=gen)[labels] + torch.randn(3000, 16, generator=gen)
+    x = factors @ torch.randn(16, 256, generator=gen) + 0.1 * torch.randn(3000, 256, generator=gen)
+    train, test = standardise(x[:2000], x[2000:])
+    decay = 1e-4
+
+    def loss(weight, bias):
+        return float(F.cross_entropy(F.linear(train, weight, bias), labels[:2000]) + decay * weight.square().sum())
+
+    reference = LogisticRegression(C=1 / (2 * decay * 2000), tol=1e-6, max_iter=20000).fit(train.numpy(),
+                                                                                        labels[:2000].numpy())
+    weight, bias = fit_logistic(train, labels[:2000], 5, decay, 50)
+    assert loss(weight, bias) <= 1.001 * loss(*(torch.from_numpy(v).float() for v in (reference.coef_,
+                                                                                     reference.intercept_)))
+    assert accuracy(test, labels[2000:], weight, bias) == pytest.approx(
+        reference.score(test.numpy(), labels[2000:].numpy()), abs=0.0025)
+
+
+def test_worker_threads_give_the_features_and_probes_of_one_thread(teacher):
+    data = {**TINY_DATA, "train_size": 100, "test_size": 50}
+    train, test = load(data, "train"), load(data, "test")
+    one = extract_pools(teacher, train, 300, ["mid_block"], "noised", ["gap"], batch_size=16)
+    two = extract_pools(teacher, train, 300, ["mid_block"], "noised", ["gap"], batch_size=16, workers=2)
+    torch.testing.assert_close(two["gap"]["mid_block"], one["gap"]["mid_block"], rtol=1e-4, atol=1e-4)
+    rows = {w: run(teacher, train, test, "300", "mid_block", "clean", random_teacher=False, progress=False, workers=w)
+            for w in (1, 2)}
+    assert [r["accuracy"] for r in rows[1]] == pytest.approx([r["accuracy"] for r in rows[2]], abs=0.021)
 
 
 def test_command_checks_its_config(tiny_teacher_dir, tmp_path):

@@ -16,7 +16,8 @@ x_t ~ q(x_t | x0)), every timestep t and every tap (a named module output of the
    multinomial logistic regression is fitted on the whole train split by full-batch L-BFGS
    (strong-Wolfe line search, `probe.max_iter` iterations, zero initialisation, hence deterministic)
    minimising  mean_i cross_entropy(W x_i + b, y_i) + weight_decay * ||W||_F^2  (bias not penalised,
-   default weight_decay 1e-4). The score is top-1 accuracy on the test split.
+   default weight_decay 1e-4), preconditioned by the features' covariance so that 50 iterations reach
+   the optimum (see diffrep.probe.linear). The score is top-1 accuracy on the test split.
 3. Effective rank of the centred train feature matrix X (N x D, pooled, not standardised), from its
    singular values s (the square roots of the clamped eigenvalues of the float64 Gram matrix
    X^T X, accumulated in chunks; X X^T when D > N):
@@ -30,14 +31,20 @@ Baselines in the same run: the same probe on raw pixels (the whole flattened ima
 pooling) and, unless `random_teacher: false`, on a seeded randomly initialised UNet of the same
 architecture (same taps, t grid, inputs and noise).
 
-Cost: each probe takes about 1.25 * max_iter passes over the N x D train matrix (on one CPU core,
-roughly 0.3 s per pass for 60k x 2048, negligible for the D <= 128 of global-average pooling).
+Cost: the teacher's passes dominate (about 90% of the time at 60k images); each probe takes about
+1.25 * max_iter passes over the N x D train matrix. On a CPU, teacher batches and probes run in
+torch.get_num_threads() worker threads of one intra-op thread each (diffrep.probe.workers).
+
+Stored features: `diffrep features` writes the same features to disk (diffrep.probe.store), and
+`diffrep probe --features DIR` probes them without the teacher (diffrep.probe.stored).
 """
-from diffrep.probe.features import extract, extract_pools, parse_pool, parse_pools, pixels, pool_map
+from diffrep.probe.features import extract, extract_pools, parse_pool, parse_pools, pixels, pool_map, pooled_batches
 from diffrep.probe.linear import PROBE_DEFAULTS, fit_logistic, probe, standardise
 from diffrep.probe.rank import effective_rank, feature_rank, singular_values
-from diffrep.probe.sweep import COLUMNS, best, default_taps, default_timesteps, random_like, run
+from diffrep.probe.store import FeatureStore
+from diffrep.probe.sweep import COLUMNS, best, default_taps, default_timesteps, probe_passes, random_like, run
 
-__all__ = ["COLUMNS", "PROBE_DEFAULTS", "best", "default_taps", "default_timesteps", "effective_rank", "extract",
-           "extract_pools", "feature_rank", "fit_logistic", "parse_pool", "parse_pools", "pixels", "pool_map", "probe",
-           "random_like", "run", "singular_values", "standardise"]
+__all__ = ["COLUMNS", "PROBE_DEFAULTS", "FeatureStore", "best", "default_taps", "default_timesteps", "effective_rank",
+           "extract", "extract_pools", "feature_rank", "fit_logistic", "parse_pool", "parse_pools", "pixels",
+           "pool_map", "pooled_batches", "probe", "probe_passes", "random_like", "run", "singular_values",
+           "standardise"]

@@ -13,29 +13,17 @@ from pathlib import Path
 from diffrep import config as config_lib
 from diffrep import data as data_lib
 from diffrep.errors import UserError
+from diffrep.options import probe as options
+from diffrep.probe import stored
 from diffrep.probe.features import parse_pools
-from diffrep.probe.linear import PROBE_DEFAULTS
-from diffrep.probe.sweep import COLUMNS, best, parse_inputs, parse_taps, parse_timesteps
+from diffrep.probe.sweep import COLUMNS, best, parse_inputs, parse_taps, parse_timesteps, probe_passes
 from diffrep.probe.sweep import run as sweep
+from diffrep.probe.workers import Workers, default_workers
 from diffrep.report.plots import curves_vs_t, heatmap
-from diffrep.teacher import Teacher, load_teacher
+from diffrep.teacher import Teacher, teacher_from_config
 from diffrep.train import write_metrics
 
-DEFAULTS = {
-    "teacher": None,            # diffusers UNet2DModel directory; default: the shipped teacher
-    "data": {**data_lib.DATA_DEFAULTS, "resolution": None, "channels": None},  # null: the teacher's
-    "timesteps": None,          # list or "0,10,50"; null: 0,10,50,100,250,500,750,999 (scaled to T)
-    "taps": None,               # list or "mid_block,up_blocks.0"; null: one per stage (see default_taps)
-    "inputs": ["clean", "noised"],
-    "pool": "gap",              # gap | grid:K (K x K average-pooled grid, flattened) | several: gap,grid:2
-    "noise_draws": 1,           # noised input: average the pooled features of this many noise draws
-    "batch_size": 256,
-    "random_teacher": True,     # also probe a randomly initialised teacher of the same architecture
-    "probe": {**PROBE_DEFAULTS},
-    "progress_bar": True,
-    "seed": 0,
-    "out": "runs/probe",
-}
+DEFAULTS = options.PROBE_COMMAND
 
 
 def _positive_int(value, name: str) -> int:
@@ -52,6 +40,10 @@ def resolve(cfg: dict, teacher: Teacher) -> dict:
     cfg["taps"] = parse_taps(teacher, cfg["taps"])
     cfg["inputs"] = parse_inputs(cfg["inputs"])
     cfg["pool"] = parse_pools(cfg["pool"])
+    return _check_numbers(cfg)
+
+
+def _check_numbers(cfg: dict) -> dict:
     for name, value in (("noise_draws", cfg["noise_draws"]), ("batch_size", cfg["batch_size"]),
                         ("probe.max_iter", cfg["probe"]["max_iter"])):
         _positive_int(value, name)
@@ -113,12 +105,13 @@ def by_pool(rows: list[dict], pools: list[str]) -> dict[str, dict]:
     return summary
 
 
-def write_report(rows: list[dict], cfg: dict, teacher: Teacher, sizes: tuple[int, int], plots: list[Path],
+def write_report(rows: list[dict], cfg: dict, teacher: str, sizes: tuple[int, int], plots: list[Path],
                  out: Path) -> Path:
     top, pixels = best(rows), best(rows, "pixels")
     lines = [
         "# Linear probe of a diffusion model's features", "",
-        f"- teacher: `{teacher.path}`; data: {cfg['data']['name']}, {sizes[0]} train / {sizes[1]} test images",
+        f"- teacher: `{teacher}`" + (f" (stored features: `{cfg['features']}`)" if cfg.get("features") else "")
+        + f"; data: {cfg['data']['name']}, {sizes[0]} train / {sizes[1]} test images",
         f"- pool: {', '.join(cfg['pool'])}; inputs: {', '.join(cfg['inputs'])}; noise draws: {cfg['noise_draws']}; "
         f"weight decay {cfg['probe']['weight_decay']:g}, {cfg['probe']['max_iter']} L-BFGS iterations",
         f"- timesteps: {', '.join(map(str, cfg['timesteps']))}; taps: {', '.join(cfg['taps'])}", "",
@@ -147,24 +140,54 @@ def write_report(rows: list[dict], cfg: dict, teacher: Teacher, sizes: tuple[int
     return path
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 def run(cfg: dict) -> dict:
     start = time.perf_counter()
-    teacher = load_teacher(cfg["teacher"])
-    cfg = resolve(cfg, teacher)
+    if cfg.get("features"):
+        store = stored.open_store(cfg["features"])
+        cfg = stored.resolve(cfg, DEFAULTS, store)
+        teacher_name = store.manifest["teacher"] or "(in memory)"
+        _check_numbers(cfg)
+    else:
+        store = None
+        teacher = teacher_from_config(cfg["teacher"])
+        cfg = resolve(cfg, teacher)
+        teacher_name = str(teacher.path)
     train = data_lib.load(cfg["data"], "train")
-    if cfg["data"]["labels"] not in (None, 1, 1.0):
-        train = data_lib.labelled(train, cfg["data"]["labels"], cfg["data"]["seed"])
     test = data_lib.load(cfg["data"], "test")
+    rows_kept = None
+    if store is not None:
+        for data, split in ((train, "train"), (test, "test")):
+            stored.check_split(store, data, split)
+        rows_kept = stored.train_rows(store, train, cfg["data"]["labels"])
+        train = train if rows_kept is None else train.subset(rows_kept)
+    elif cfg["data"]["labels"] not in (None, 1, 1.0):
+        train = data_lib.labelled(train, cfg["data"]["labels"], cfg["data"]["seed"])
+    for data, split in ((train, "train"), (test, "test")):
+        data_lib.check_classes(data, split)
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(config_lib.dump(cfg))
+    source = f"the feature store {cfg['features']}" if store is not None else teacher_name
     print(f"probing {len(cfg['taps'])} taps x {len(cfg['timesteps'])} timesteps x {len(cfg['inputs'])} inputs "
-          f"of {teacher.path} on {len(train)} train / {len(test)} test {cfg['data']['name']} images -> {out}")
-    rows = sweep(teacher, train, test, cfg["timesteps"], cfg["taps"], cfg["inputs"], cfg["pool"],
-                 cfg["noise_draws"], cfg["batch_size"], cfg["random_teacher"], cfg["probe"]["weight_decay"],
-                 cfg["probe"]["max_iter"], cfg["seed"], cfg["progress_bar"])
+          f"of {source} on {len(train)} train / {len(test)} test {cfg['data']['name']} images -> {out}")
+    timings: dict = {}
+    if store is None:
+        rows = sweep(teacher, train, test, cfg["timesteps"], cfg["taps"], cfg["inputs"], cfg["pool"],
+                     cfg["noise_draws"], cfg["batch_size"], cfg["random_teacher"], cfg["probe"]["weight_decay"],
+                     cfg["probe"]["max_iter"], cfg["seed"], cfg["progress_bar"], timings=timings)
+    else:
+        kinds = ["trained"] + (["random"] if cfg["random_teacher"] else [])
+        passes = [(kind, mode, t) for kind in kinds for mode in cfg["inputs"] for t in cfg["timesteps"]]
+        with Workers(default_workers()) as workers:
+            rows = probe_passes(passes, stored.reader(store, cfg["taps"], cfg["pool"], rows_kept), cfg["taps"],
+                                cfg["pool"], train, test, cfg["probe"]["weight_decay"], cfg["probe"]["max_iter"],
+                                cfg["progress_bar"], timings, workers)
     write_csv(rows, out / "probe.csv")
-    report = write_report(rows, cfg, teacher, (len(train), len(test)), plot(rows, cfg, out), out)
+    report = write_report(rows, cfg, teacher_name, (len(train), len(test)), plot(rows, cfg, out), out)
     top = best(rows)
     metrics = {"best_accuracy": top["accuracy"], "best_t": top["t"], "best_tap": top["tap"],
                "best_input": top["input"], "best_pool": top["pool"], "best_erank_entropy": top["erank_entropy"],
@@ -176,5 +199,9 @@ def run(cfg: dict) -> dict:
         metrics |= {f"{pool.replace(':', '')}_{key}": value for key, value in summary.items()}
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     metrics["seconds"] = time.perf_counter() - start
-    print(f"best: {_describe(top)}; raw pixels {metrics['pixel_accuracy']:.4f}; report in {report}")
+    metrics |= {key: timings[key] for key in ("features_seconds", "probes_seconds")}
+    what = "reading features" if store is not None else "teacher passes"
+    print(f"best: {_describe(top)}; raw pixels {metrics['pixel_accuracy']:.4f}; {len(rows)} probes in "
+          f"{_minutes(metrics['seconds'])} ({what} {_minutes(timings['features_seconds'])}, probes "
+          f"{_minutes(timings['probes_seconds'])}); report in {report}")
     return write_metrics(out, metrics)
