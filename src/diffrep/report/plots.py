@@ -91,3 +91,16 @@ def grouped_bars(groups: dict[str, dict[str, tuple[float, float]]], path: str | 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def curves(series: dict[str, tuple[list, list]], path: str | Path, xlabel: str, ylabel: str, title: str = "") -> Path:
+    """Lines on linear axes, one per {label: (xs, ys)}."""
+    fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
+    for i, (label, (xs, ys)) in enumerate(series.items()):
+        ax.plot(xs, ys, marker="o", markersize=3, color=f"C{i % 10}", label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
