@@ -1,8 +1,9 @@
 # `make demo` and `make test` work on a fresh machine: they install what they need first.
-# The virtual environment is rebuilt only when pyproject.toml changes.
+# The virtual environment is rebuilt only when the requirements in pyproject.toml change (not its tool settings).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+REQS   := $(shell sed -n '/^requires-python/,/^\[project.scripts\]/p' pyproject.toml | sha1sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(REQS)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DATA   := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
@@ -14,7 +15,7 @@ $(DATA):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq dataset-fashion-mnist
 
-$(STAMP): pyproject.toml
+$(STAMP):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

@@ -36,8 +36,9 @@ def tiny_teacher_dir(tmp_path_factory) -> Path:
 
 
 def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    """Run `diffrep ARGS` in a fresh interpreter, as a user would."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    """Run `diffrep ARGS` in a fresh interpreter, as a user would (warnings are not silenced: the console is
+    part of what the tests check)."""
+    env = dict(os.environ)
     proc = subprocess.run([sys.executable, "-m", "diffrep.cli", *args], capture_output=True, text=True,
                           env=env, **kwargs)
     if check and proc.returncode != 0:

@@ -178,13 +178,15 @@ def test_finetune_landmarks_from_a_backbone(tmp_path):
 @pytest.mark.parametrize("options, message", [
     (["--task", "segment", "--data", "digits"], "task segment needs a dataset with masks: fmnist-scenes, "
                                                 "celebamask-hq:PATH; got 'digits'"),
-    (["--task", "landmarks", "--data", "celebamask-hq:/nowhere"], "task landmarks needs a dataset with landmarks"),
-    (["--data", "wflw:/nowhere"], "dataset 'wflw:/nowhere' is for --task segment or landmarks"),
-    (["--task", "segment", "--data.labels", "1.5"], "data.labels must be a fraction in (0, 1], got 1.5"),
-    (["--task", "landmarks", "--augment.degrees", "-5"], "augment.degrees must be a number in [0, 180]"),
-    (["--task", "depth"], "unknown task 'depth'; valid tasks: classify, segment, landmarks"),
+    (["--task", "landmarks", "--data", "celebamask-hq:{tmp}"], "task landmarks needs a dataset with landmarks"),
+    (["--data", "wflw:{tmp}"], "is for --task segment or landmarks"),
+    (["--task", "segment", "--data.labels", "1.5"], "--data.labels must be a fraction in (0, 1] (or null), got 1.5"),
+    (["--task", "landmarks", "--augment.degrees", "-5"], "--augment.degrees must be a number in [0, 180]"),
+    (["--task", "depth"], "--task must be one of classify, segment, landmarks, got 'depth'"),
+    (["--task", "landmarks", "--data", "wflw:/nowhere"], "wflw folder not found: /nowhere"),
 ])
 def test_user_errors_are_one_line(tmp_path, capsys, options, message):
+    options = [option.format(tmp=tmp_path) for option in options]
     assert cli.main(["finetune", *options, "--data.train_size", "16", "--data.test_size", "8",
                      "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err

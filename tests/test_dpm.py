@@ -88,7 +88,7 @@ def test_sample_and_info_commands(tmp_path, tiny_teacher_dir):
     (["teacher", "info", "/no/such/teacher"], "teacher not found: /no/such/teacher"),
     (["dpm", "fit", "--data", "imagefolder:/no/such/folder"], "image folder not found: /no/such/folder"),
     (["dpm", "fit", "--optim.lrr", "1"], "unknown option 'optim.lrr'"),
-    (["dpm", "sample", "--sampler", "euler", "--n", "1"], "unknown sampler 'euler'"),
+    (["dpm", "sample", "--sampler", "euler", "--n", "1"], "--sampler must be one of ddim, ddpm, got 'euler'"),
 ])
 def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
     extra = ["--depth", "1"] if args[0] == "teacher" else ["--out", str(tmp_path / "o")]

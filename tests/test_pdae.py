@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from diffusers import UNet2DModel
@@ -14,6 +15,7 @@ from diffrep.pdae import (GradientEstimator, SemanticEncoder, eps_and_gradient, 
 from diffrep.pdae import baseline, fit
 from diffrep.pdae.autoencoder import PDAE
 from diffrep.pdae.module import PDAEModule
+from diffrep.pdae.precision import use_precision
 from diffrep.pdae.zblock import ZResnetBlock2D
 from diffrep.teacher import SHIPPED_TEACHER, Teacher, load_teacher
 from diffrep.teacher.schedule import ddpm_scheduler
@@ -93,6 +95,7 @@ def test_weightings_against_hand_formulas():
                                                                               / (1 / (1 - abar[200]))), rel=1e-4)
 
 
+@pytest.mark.filterwarnings(r"ignore:You are trying to `self.log\(\)`:UserWarning")  # the step is called by hand
 def test_the_step_trains_only_e_and_g_with_the_weighted_shifted_loss(tiny_teacher_dir):
     teacher = load_teacher(tiny_teacher_dir)
     before = {k: v.clone() for k, v in teacher.unet.state_dict().items()}
@@ -172,10 +175,10 @@ def test_the_diffae_baseline_trains_a_whole_z_conditioned_unet(tiny_teacher_dir,
 
 
 @pytest.mark.parametrize("command, option, value, message", [
-    ("fit", "--weighting", "p3", "unknown weighting 'p3' (valid: pdae, none, p2)"),
+    ("fit", "--weighting", "p3", "--weighting must be one of pdae, none, p2, got 'p3'"),
     ("fit", "--data.resolution", "32", "data.resolution is 32 but the teacher expects 16"),
-    ("fit", "--z_dim", "0", "z_dim must be a positive integer"),
-    ("fit", "--gamma", "high", "gamma must be a number, got 'high'"),
+    ("fit", "--z_dim", "0", "--z_dim must be an integer >= 1 (or null), got 0"),
+    ("fit", "--gamma", "high", "--gamma must be a number >= 0, got 'high'"),
     ("fit", "--encoder.channels", "[16,16,16,16,16]", "do not divide 16 x 16 images evenly"),
     ("fit-diffae", "--weighting", "none", "unknown option 'weighting'"),
 ])
@@ -195,3 +198,22 @@ def test_an_unsupported_teacher_is_a_one_line_error(tmp_path, capsys):
                      "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "SkipDownBlock2D" in err, err
+
+
+def test_float64_schedule_gives_the_official_shift_coefficient_and_weights(tiny_teacher_dir):
+    """The official code computes alpha_t, abar_t, the SNR, lambda_t and the shift coefficient in float64 from
+    np.linspace betas and casts at use; with precision float64 diffrep's float32 values are the same numbers."""
+    betas = np.linspace(1e-4, 0.02, 1000, dtype=np.float64)
+    alphas = 1.0 - betas
+    abar = np.cumprod(alphas)
+    abar_prev = np.append(1.0, abar[:-1])
+    official_shift = (-np.sqrt(alphas) * (1.0 - abar_prev) / np.sqrt(1.0 - abar)).astype(np.float32)
+    snr = abar / (1.0 - abar)
+    official_weight = (snr ** 0.1 / (1.0 + snr)).astype(np.float32)
+
+    teacher = use_precision(load_teacher(tiny_teacher_dir), "float64")
+    ours_shift = shift_coefficient(teacher.alphas_cumprod).numpy()
+    np.testing.assert_allclose(ours_shift, official_shift, rtol=2e-7, atol=0)  # float32 rounding at most
+    np.testing.assert_allclose(loss_weights(teacher.alphas_cumprod).numpy(), official_weight, rtol=2e-7, atol=0)
+    float32_teacher = use_precision(load_teacher(tiny_teacher_dir), "float32")  # the option keeps the old values
+    assert np.abs(shift_coefficient(float32_teacher.alphas_cumprod).numpy()[1:4] / official_shift[1:4] - 1).max() > 1e-5

@@ -179,8 +179,9 @@ def test_each_application_writes_its_pictures_and_numbers(models, tmp_path, caps
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--model", "{tmp}/nothing"], "is not a saved autoencoder"),
-    (["--decode_steps", "[2,0]"], "decode_steps must be a positive integer"),
+    (["--model", "{tmp}/nothing"], "model not found: "),
+    (["--model", "{tmp}"], "is not a saved autoencoder"),
+    (["--decode_steps", "[2,0]"], "--decode_steps must be a list of integers each >= 1, got [2, 0]"),
     (["--teacher", "{other}"], "encodes 1 x 16 px images but the teacher"),
 ])
 def test_bad_application_options_are_one_line_errors(models, tmp_path, capsys, args, message):

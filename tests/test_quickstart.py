@@ -1,4 +1,5 @@
 import json
+import re
 
 from conftest import run_cli
 from diffrep.teacher import SHIPPED_TEACHER, load_teacher
@@ -15,7 +16,7 @@ def test_shipped_teacher_is_a_plain_diffusers_directory_under_20mb():
 
 
 def test_quickstart_writes_info_samples_a_probe_a_distilled_student_and_a_pdae(tmp_path):
-    run_cli("quickstart", "--samples.n", "4", "--samples.steps", "2", "--probe.train_size", "200",
+    proc = run_cli("quickstart", "--samples.n", "4", "--samples.steps", "2", "--probe.train_size", "200",
             "--probe.test_size", "100", "--probe.timesteps", "0,500", "--distill.steps", "2",
             "--distill.batch_size", "16", "--finetune.steps", "2", "--finetune.batch_size", "16",
             "--finetune.test_size", "100", "--pdae.steps", "2", "--pdae.batch_size", "8", "--pdae.test_size", "4",
@@ -33,3 +34,5 @@ def test_quickstart_writes_info_samples_a_probe_a_distilled_student_and_a_pdae(t
     assert (tmp_path / "pdae-reconstruct" / "reconstruct.png").is_file()
     assert (tmp_path / "pdae-interpolate" / "interpolate.png").is_file()
     assert 0 < metrics["pdae_random_xT_mse"] < 1 and -1 <= metrics["pdae_inferred_ssim"] <= 1
+    noise = [line for line in (proc.stdout + proc.stderr).splitlines() if re.search(r"Warning|Tip|deprecated", line)]
+    assert not noise, noise

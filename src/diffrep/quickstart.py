@@ -13,36 +13,25 @@ from pathlib import Path
 
 from diffrep import config as config_lib
 from diffrep.dpm.sample import sample, save_grid
+from diffrep.options import quickstart as options
 from diffrep.pdae import fit as pdae_fit
 from diffrep.pdae import interpolate as pdae_interpolate
 from diffrep.pdae import reconstruct as pdae_reconstruct
 from diffrep.probe import command as probe_command
 from diffrep.repfusion import distill
 from diffrep.tasks import finetune
-from diffrep.teacher import load_teacher
+from diffrep.teacher import teacher_from_config
 from diffrep.teacher.info import describe
 from diffrep.train import write_metrics
 
-DEFAULTS = {
-    "teacher": None,  # default: the shipped Fashion-MNIST teacher
-    "samples": {"n": 64, "sampler": "ddim", "steps": 50},
-    # `diffrep probe` on a subset: every default tap, four timesteps, both inputs, both baselines
-    "probe": {"train_size": 2000, "test_size": 1000, "timesteps": "0,50,250,750", "pool": "gap"},
-    # `diffrep distill` with the policy, then `diffrep finetune` from its student and from random init
-    "distill": {"steps": 100, "batch_size": 64, "labels": 0.01},
-    "finetune": {"steps": 100, "batch_size": 64, "labels": 0.01, "test_size": 2000},
-    # `diffrep pdae fit`, then `pdae reconstruct` and `pdae interpolate` with `ddim_steps` DDIM steps
-    "pdae": {"steps": 200, "batch_size": 32, "test_size": 16, "pairs": 3, "ddim_steps": 20},
-    "seed": 0,
-    "out": "out/quickstart",
-}
+DEFAULTS = options.QUICKSTART
 
 
 def run(cfg: dict) -> dict:
     start = time.perf_counter()
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
-    teacher = load_teacher(cfg["teacher"])
+    teacher = teacher_from_config(cfg["teacher"])
 
     (out / "teacher_info.txt").write_text(describe(teacher) + "\n")
     print(describe(teacher, max_depth=1))

@@ -14,20 +14,10 @@ import torch
 from diffrep.data import celebamask, scenes, sources, wflw
 from diffrep.data.imageset import ImageSet, fit_image, to_float
 from diffrep.errors import UserError
+from diffrep.options import blocks
 
 DENSE_NAMES = "fmnist-scenes, celebamask-hq:PATH, wflw:PATH"
-DENSE_DEFAULTS = {
-    "name": "fmnist-scenes",  # fmnist-scenes | celebamask-hq:PATH | wflw:PATH
-    "root": None,             # fmnist-scenes: the Fashion-MNIST folder; others: the dataset folder (or NAME:PATH)
-    "resolution": 32,         # square side; fmnist-scenes are drawn on this canvas, the others resized to it
-    "channels": 1,            # 1 or 3; converted as needed
-    "train_size": None,       # fmnist-scenes: a count or a fraction of 10000 scenes; others: a seeded random subset
-    "test_size": None,        # the same for the test split (2000 scenes)
-    "labels": 1.0,            # fraction of the train split whose masks / landmarks supervised stages see
-    "seed": 0,                # subsets and label fractions
-    "max_items": 2,           # fmnist-scenes: at most this many items per scene
-    "scene_seed": 0,          # fmnist-scenes: the generator's seed, i.e. the benchmark itself; keep it fixed
-}
+DENSE_DEFAULTS = blocks.DENSE
 
 
 @dataclass

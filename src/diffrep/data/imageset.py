@@ -8,19 +8,9 @@ from torchvision.transforms.v2 import functional as TF
 
 from diffrep.data import sources
 from diffrep.errors import UserError
+from diffrep.options import blocks
 
-DATA_DEFAULTS = {
-    "name": "fashion-mnist",  # fashion-mnist | digits | imagefolder:PATH | cifar10:PATH | fmnist-scenes
-    "root": None,             # overrides the dataset's default folder
-    "resolution": 32,         # square side the images are padded or resized to
-    "channels": 1,            # 1 or 3; converted as needed
-    "fit": "auto",            # pad | resize | auto (pad when at least 3/4 of the side, else resize)
-    "hflip": True,            # random horizontal flip of training batches
-    "train_size": None,       # seeded, stratified subset of the train split (count)
-    "test_size": None,        # same for the test split
-    "labels": 1.0,            # fraction of each class's labels kept for supervised stages
-    "seed": 0,
-}
+DATA_DEFAULTS = blocks.DATA
 
 
 @dataclass
@@ -69,9 +59,11 @@ def fit_image(image: torch.Tensor, resolution: int, channels: int, fit: str) -> 
 
 
 def stratified_subset(labels: torch.Tensor, amount: float | int, seed: int) -> torch.Tensor:
-    """Sorted indices of a seeded, per-class subset: a fraction in (0, 1] or a total count.
+    """Sorted indices of a seeded, per-class subset of exactly the size asked: a fraction in (0, 1] (of the
+    whole, rounded) or a total count.
 
-    Every class keeps at least one sample, so `labels: 0.001` still sees all classes.
+    Each class gets its share of the size, the remainder going to the classes with the largest fractional parts
+    (ties to the larger class), and keeps at least one sample, so `labels: 0.001` still sees all classes.
     """
     n = len(labels)
     if amount is None or (isinstance(amount, float) and amount == 1.0) or amount == n:
@@ -79,14 +71,37 @@ def stratified_subset(labels: torch.Tensor, amount: float | int, seed: int) -> t
     if amount <= 0 or (isinstance(amount, float) and amount > 1.0) or amount > n:
         raise UserError(f"subset size {amount} is out of range for {n} samples "
                         f"(a fraction in (0, 1] or a count up to {n})")
-    fraction = amount if isinstance(amount, float) and amount <= 1.0 else amount / n
+    classes, counts = labels.unique(return_counts=True)
+    total = max(len(classes), round(amount * n) if isinstance(amount, float) else int(amount))
+    shares = counts.double() * total / n
+    quota = shares.floor().long().clamp(min=1)
+    order = sorted(range(len(classes)), key=lambda c: (-(shares[c] - shares[c].floor()).item(), -counts[c].item(), c))
+    for c in order:  # hand out what flooring (and the one-per-class minimum) left over
+        if quota.sum() >= total:
+            break
+        if quota[c] < counts[c]:
+            quota[c] += 1
+    for c in reversed(order):  # the one-per-class minimum may have overshot: take back from the largest quotas
+        if quota.sum() <= total:
+            break
+        if quota[c] > 1:
+            quota[c] -= 1
     gen = torch.Generator().manual_seed(seed)
     keep = []
-    for cls in labels.unique():
+    for cls, k in zip(classes, quota.tolist()):
         members = (labels == cls).nonzero().flatten()
         members = members[torch.randperm(len(members), generator=gen)]
-        keep.append(members[: max(1, round(fraction * len(members)))])
+        keep.append(members[:k])
     return torch.cat(keep).sort().values
+
+
+def check_classes(data: ImageSet, split: str) -> ImageSet:
+    """Labels are needed: the split must hold at least two classes (one class is nothing to tell apart)."""
+    present = [data.classes[i] for i in data.labels.unique().tolist()]
+    if len(present) < 2:
+        found = ", ".join(present) or "none"
+        raise UserError(f"the {split} split holds {len(present)} class ({found}); labelled stages need at least 2")
+    return data
 
 
 def load(cfg: dict, split: str, size_key: str | None = None) -> ImageSet:

@@ -67,22 +67,35 @@ def digits(split: str, root: str | None):
 
 
 def _read_image(path: Path) -> torch.Tensor:
+    """uint8 (C, H, W); raises _BadImage with the reason when the file cannot be decoded whole."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
             img.load()
             img = img.convert("L" if img.mode in ("1", "L", "I", "I;16", "F", "LA") else "RGB")
-            array = np.asarray(img)
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise UserError(f"cannot read image {path}: {err}") from None
-    return torch.from_numpy(array[:, :, None] if array.ndim == 2 else array.copy()).permute(2, 0, 1)
+            array = np.array(img)  # a copy: torch warns about (and must not share) PIL's read-only buffer
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+        raise _BadImage(str(err)) from None
+    return torch.from_numpy(array[:, :, None] if array.ndim == 2 else array).permute(2, 0, 1)
+
+
+class _BadImage(Exception):
+    pass
+
+
+def bad_files_message(bad: list[tuple[Path, str]]) -> str:
+    """Every unreadable image named (up to 10, then a count), in one line."""
+    shown = "; ".join(f"{path} ({reason})" for path, reason in bad[:10])
+    more = f"; and {len(bad) - 10} more" if len(bad) > 10 else ""
+    return f"{len(bad)} image(s) cannot be read: {shown}{more}"
 
 
 def image_folder(split: str, root: str):
     """PATH/<class>/*.png|jpg, or PATH/train/<class>/... and PATH/test/<class>/...
 
-    Without train/ and test/ sub-folders, a seeded, stratified 20% of each class is the test split.
+    Without train/ and test/ sub-folders, a seeded, stratified 20% of each class is the test split. Every image
+    of the split is decoded here, so a corrupt file stops the command before any work, with every bad file named.
     """
     base = Path(root)
     if not base.is_dir():
@@ -92,9 +105,15 @@ def image_folder(split: str, root: str):
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if not classes:
         raise UserError(f"no class sub-folders in {folder} (expected {folder}/<class>/<image>.png)")
-    images, labels = [], []
+    files_of = {name: sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+                for name in classes}
+    empty = [name for name, files in files_of.items() if not files]
+    if empty:
+        raise UserError(f"class folder(s) without PNG or JPEG images in {folder}: {', '.join(empty)}; "
+                        f"remove them or add images")
+    images, labels, bad = [], [], []
     for label, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = files_of[name]
         if has_splits:
             keep = files
         else:  # deterministic 80/20 split per class
@@ -102,8 +121,14 @@ def image_folder(split: str, root: str):
             n_test = round(0.2 * len(files))
             chosen = order[:n_test] if split == "test" else order[n_test:]
             keep = [files[i] for i in sorted(chosen.tolist())]
-        images += [_read_image(p) for p in keep]
-        labels += [label] * len(keep)
+        for path in keep:
+            try:
+                images.append(_read_image(path))
+                labels.append(label)
+            except _BadImage as err:
+                bad.append((path, str(err)))
+    if bad:
+        raise UserError(bad_files_message(bad))
     if not images:
         raise UserError(f"no PNG or JPEG images under {folder} for the {split} split")
     return images, torch.tensor(labels, dtype=torch.int64), classes

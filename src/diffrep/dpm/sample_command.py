@@ -5,24 +5,17 @@ import time
 from pathlib import Path
 
 from diffrep.dpm.sample import sample, save_grid
-from diffrep.teacher import load_teacher
+from diffrep.options import dpm as options
+from diffrep.teacher import teacher_from_config
 from diffrep.teacher.schedule import check_sampler
 from diffrep.train import write_metrics
 
-DEFAULTS = {
-    "teacher": None,    # diffusers UNet2DModel directory; default: the shipped teacher
-    "n": 64,            # number of images
-    "nrow": 8,          # images per grid row
-    "sampler": "ddim",  # ddim | ddpm
-    "steps": 100,       # DDIM steps (DDPM always runs all T steps)
-    "seed": 0,
-    "out": "runs/samples",
-}
+DEFAULTS = options.SAMPLE
 
 
 def run(cfg: dict) -> dict:
     check_sampler(cfg["sampler"])
-    teacher = load_teacher(cfg["teacher"])
+    teacher = teacher_from_config(cfg["teacher"])
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

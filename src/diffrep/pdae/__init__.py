@@ -19,8 +19,10 @@ The method as implemented (section numbers are those of reference/pdae.md, which
 - Loss (module.py, 1.4): t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps,
       L = mean over batch, channels and pixels of lambda_t (eps - eps_hat)^2,
   with lambda_t = SNR_t^gamma / (1 + SNR_t), gamma = 0.1 (weighting.py, 1.5); `none` (lambda = 1) and `p2`
-  (1 / (k + SNR)^gamma', k = 1, gamma' = 1) for the ablation. Only E and G train (Adam, constant lr, no clipping);
-  their EMA is saved.
+  (1 / (k + SNR)^gamma', k = 1, gamma' = 1) for the ablation. As in the official code, abar_t, alpha_t, the SNR,
+  lambda_t and the shift coefficient come from the betas in float64 and are cast at use (precision.py;
+  `schedule_precision: float32` keeps the teacher scheduler's float32 abar_t instead, an option). Only E and G
+  train (Adam, constant lr, no clipping); their EMA is saved.
 - Baseline (baseline.py): Diff-AE, the same encoder with a full z-conditioned UNet of the teacher's
   architecture (z scales only, as Diff-AE) trained from scratch with the plain eps loss.
 - Applications (4.1-4.4, 1.6), each a `diffrep pdae` command on a saved model (app.py loads it): DDIM encode and

@@ -17,23 +17,15 @@ from torch import nn
 from diffrep import config as config_lib
 from diffrep import data as data_lib
 from diffrep.errors import UserError
+from diffrep.options import blocks
 from diffrep.pdae.autoencoder import CONFIG, load_autoencoder
+from diffrep.pdae.precision import use_precision
 from diffrep.pdae.unet_parts import check_config
-from diffrep.teacher import Teacher, load_teacher
+from diffrep.teacher import Teacher, teacher_from_config
 from diffrep.teacher.schedule import ddpm_scheduler
 
-DATA = {"name": None,         # null: the data set the model was trained on (else fashion-mnist)
-        "root": None, "resolution": None, "channels": None, "fit": "auto",  # null resolution/channels: the teacher's
-        "train_size": None, "test_size": None, "seed": 0}
-APP_DEFAULTS = {
-    "model": "runs/pdae/model",  # a saved autoencoder: OUT/model of `pdae fit` or `pdae fit-diffae` (or OUT)
-    "teacher": None,             # null: the teacher named in the model's config.json
-    "data": DATA,
-    "batch_size": 100,
-    "device": "auto",            # auto (cuda when available) | cpu | cuda | cuda:1 ...
-    "progress_bar": True,
-    "seed": 0,
-}
+DATA = blocks.APP_DATA
+APP_DEFAULTS = blocks.APP
 
 
 @dataclass
@@ -80,7 +72,7 @@ def _same_schedule(info: dict, teacher: Teacher) -> bool:
     if "schedule" not in info:
         return True
     saved = ddpm_scheduler({k: v for k, v in info["schedule"].items() if not k.startswith("_")}).alphas_cumprod
-    return len(saved) == teacher.num_timesteps and torch.allclose(saved.float(), teacher.alphas_cumprod.cpu())
+    return len(saved) == teacher.num_timesteps and torch.allclose(saved.float(), teacher.alphas_cumprod.float().cpu())
 
 
 def load(cfg: dict) -> tuple[dict, Loaded]:
@@ -89,10 +81,16 @@ def load(cfg: dict) -> tuple[dict, Loaded]:
     directory = model_directory(cfg["model"])
     model = load_autoencoder(directory)
     info = json.loads((directory / CONFIG).read_text())
-    teacher_path = cfg["teacher"] or info.get("teacher")
-    if not cfg["teacher"] and teacher_path and not Path(teacher_path).is_dir():
-        raise UserError(f"{directory}: its teacher {teacher_path} is not there; pass --teacher PATH")
-    teacher = load_teacher(teacher_path)
+    spec = cfg["teacher"] if isinstance(cfg["teacher"], dict) else {"path": cfg["teacher"]}
+    if not spec.get("path"):  # the teacher the model was trained on
+        spec = {**spec, "path": info.get("teacher")}
+        if spec["path"] and not Path(spec["path"]).exists():
+            raise UserError(f"{directory}: its teacher {spec['path']} is not there; pass --teacher PATH")
+    teacher = teacher_from_config(spec)
+    if teacher.family != "unet2d":
+        raise UserError(f"PDAE supports diffusers UNet2DModel teachers only; {teacher.path} is a {teacher.family} "
+                        f"teacher")
+    teacher = use_precision(teacher, info.get("schedule_precision", "float32"))  # the precision it was trained with
     encoder = model.encoder.config
     if (encoder["in_channels"], encoder["resolution"]) != (teacher.channels, teacher.resolution):
         raise UserError(f"{directory} encodes {encoder['in_channels']} x {encoder['resolution']} px images but the "

@@ -16,6 +16,7 @@ from torch import nn
 from diffrep.errors import UserError
 from diffrep.pdae.encoder import SemanticEncoder
 from diffrep.pdae.estimator import GradientEstimator
+from diffrep.run_dir import honour_umask
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
@@ -44,7 +45,7 @@ def save_autoencoder(model: nn.Module, directory: str | Path, **info) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, directory / WEIGHTS)
     (directory / CONFIG).write_text(json.dumps({**model.config, **info}, indent=2, default=str) + "\n")
-    return directory
+    return honour_umask(directory)
 
 
 def load_autoencoder(directory: str | Path) -> nn.Module:

@@ -14,16 +14,16 @@ from diffusers import UNet2DModel
 from torch import nn
 
 from diffrep import data as data_lib
+from diffrep.options import pdae as options
 from diffrep.pdae import fit as pdae_fit
 from diffrep.pdae.encoder import SemanticEncoder
 from diffrep.pdae.module import PDAEModule
+from diffrep.pdae.precision import use_precision
 from diffrep.pdae.unet_parts import check_config, run_down, run_up, time_embedding, time_embedding_dim
 from diffrep.pdae.zblock import z_condition
-from diffrep.teacher import load_teacher
+from diffrep.teacher import teacher_from_config
 
-DEFAULTS = {**{k: v for k, v in pdae_fit.DEFAULTS.items() if k not in ("weighting", "gamma", "p2")},
-            "teacher": None,  # whose architecture (config.json) and noise schedule to use; its weights are not read
-            "out": "runs/diffae"}
+DEFAULTS = options.FIT_DIFFAE
 
 
 class DiffAEUNet(nn.Module):
@@ -69,7 +69,7 @@ class DiffAEModule(PDAEModule):
 
 
 def run(cfg: dict, resume: bool = False) -> dict:
-    teacher = load_teacher(cfg["teacher"])  # for its config and schedule only
+    teacher = use_precision(teacher_from_config(cfg["teacher"]), cfg["schedule_precision"])  # config and schedule
     cfg = pdae_fit.resolve(cfg, teacher)
     train = data_lib.load(cfg["data"], "train")
     L.seed_everything(cfg["seed"], verbose=False)

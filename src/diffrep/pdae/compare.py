@@ -18,13 +18,12 @@ import re
 from pathlib import Path
 
 from diffrep.errors import UserError
+from diffrep.options import pdae as options
 from diffrep.pdae.evaluation import FILE, read_rows
 from diffrep.report.plots import plt
 from diffrep.train import write_metrics
 
-DEFAULTS = {"runs": [],          # run directories of `pdae fit` / `pdae fit-diffae` with eval on (or eval.csv files)
-            "target_mse": None,  # null: the worst final MSE among the runs
-            "out": "runs/pdae-compare"}
+DEFAULTS = options.COMPARE
 
 
 def _name(path: Path, taken: set[str]) -> str:

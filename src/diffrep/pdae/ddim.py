@@ -16,8 +16,8 @@ from typing import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from diffrep import console
 from diffrep.errors import UserError
 from diffrep.pdae.shift import shifted_eps
 
@@ -56,7 +56,7 @@ def _run(eps_fn: EpsFn, alphas_cumprod: torch.Tensor, x: torch.Tensor, steps: in
     abar = [float(a) for a in alphas_cumprod.double()[ts]]
     pairs = [(i, i - 1) for i in range(len(ts) - 1, 0, -1)] if reverse else [(i, i + 1) for i in range(len(ts) - 1)]
     with torch.no_grad():
-        for i, j in tqdm(pairs, desc=desc, disable=None if progress else True, leave=False, unit="step"):
+        for i, j in console.bar(pairs, progress, desc=desc, leave=False, unit="step"):
             x = _step(eps_fn, x, ts[i], abar[i], abar[j])
     return x
 

@@ -20,16 +20,15 @@ import torch
 from safetensors.torch import save_file
 
 from diffrep import data as data_lib
+from diffrep.options import pdae as options
 from diffrep.pdae import app
 from diffrep.pdae.encoder import SemanticEncoder
-from diffrep.probe.linear import PROBE_DEFAULTS, probe
+from diffrep.probe.linear import probe
 from diffrep.report.plots import plt
+from diffrep.run_dir import honour_umask
 from diffrep.train import write_metrics
 
-DEFAULTS = {**app.APP_DEFAULTS,
-            "batch_size": 500,
-            "probe": {**PROBE_DEFAULTS},
-            "out": "runs/pdae-encode"}
+DEFAULTS = options.ENCODE
 
 
 def z_statistics(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,7 +64,7 @@ def run(cfg: dict) -> dict:
     start = time.perf_counter()
     cfg, loaded = app.load(cfg)
     app.positive_int(cfg["probe"]["max_iter"], "probe.max_iter")
-    train, test = data_lib.load(cfg["data"], "train"), data_lib.load(cfg["data"], "test")
+    train, test = (data_lib.check_classes(data_lib.load(cfg["data"], split), split) for split in ("train", "test"))
     out = app.prepare_out(cfg)
     print(f"encoding {len(train)} train / {len(test)} test {cfg['data']['name']} images with {loaded.directory} "
           f"-> {out}")
@@ -74,6 +73,7 @@ def run(cfg: dict) -> dict:
     mean, std = z_statistics(z["train"])
     save_file({"train_z": z["train"], "train_labels": train.labels, "test_z": z["test"], "test_labels": test.labels,
                "mean": mean, "std": std}, out / "latents.safetensors")
+    honour_umask(out / "latents.safetensors")
     for split, images in (("train", train), ("test", test)):
         np.save(out / f"z_{split}.npy", z[split].numpy())
         np.save(out / f"labels_{split}.npy", images.labels.numpy())

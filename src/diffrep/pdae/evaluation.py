@@ -16,12 +16,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from diffrep.errors import UserError
+from diffrep.options import blocks
 from diffrep.pdae import ddim
 from diffrep.pdae.quality import to_unit
 
-EVAL_DEFAULTS = {"every_n_steps": 0,  # 0: off; N: evaluate every N steps and at the end (OUT/eval.csv)
-                 "images": 64,        # a fixed, seeded test subset
-                 "steps": 20}         # DDIM decoding steps from the fixed random x_T
+EVAL_DEFAULTS = blocks.PDAE_EVAL         # DDIM decoding steps from the fixed random x_T
 COLUMNS = ("step", "train_seconds", "random_xT_mse")
 FILE = "eval.csv"
 

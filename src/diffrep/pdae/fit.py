@@ -17,32 +17,20 @@ import torch
 
 from diffrep import data as data_lib
 from diffrep.errors import UserError
+from diffrep.options import pdae as options
 from diffrep.pdae.autoencoder import PDAE, save_autoencoder
 from diffrep.pdae.encoder import SemanticEncoder
 from diffrep.pdae.estimator import GradientEstimator
-from diffrep.pdae.evaluation import EVAL_DEFAULTS, RandomXTEvaluation
+from diffrep.pdae.evaluation import RandomXTEvaluation
 from diffrep.pdae.evaluation import check as check_eval
 from diffrep.pdae.module import PDAEModule
+from diffrep.pdae.precision import use_precision
 from diffrep.pdae.unet_parts import check_config, time_embedding_dim
 from diffrep.pdae.weighting import loss_weights
-from diffrep.teacher import Teacher, load_teacher
-from diffrep.train import TRAINER_DEFAULTS, fit, prepare_run, write_metrics
+from diffrep.teacher import Teacher, teacher_from_config
+from diffrep.train import fit, prepare_run, write_metrics
 
-DEFAULTS = {
-    "teacher": None,            # diffusers UNet2DModel directory; default: the shipped teacher
-    "data": {**data_lib.DATA_DEFAULTS, "resolution": None, "channels": None},  # null: the teacher's
-    "z_dim": None,              # null: the teacher's time-embedding width, 4 x block_out_channels[0] (512 for the
-                                # reference's C=128 DPMs, 128 for the shipped 32 px teacher)
-    "encoder": {"channels": None},  # one stride-2 conv per width; null: the reference's widths for the resolution
-    "weighting": "pdae",        # pdae: SNR^gamma / (1 + SNR) | none: 1 | p2: 1 / (k + SNR)^gamma
-    "gamma": 0.1,               # of the pdae weighting (the reference's)
-    "p2": {"k": 1.0, "gamma": 1.0},
-    "optim": {"lr": 1.0e-4, "batch_size": 64, "ema_decay": 0.999},  # reference: Adam 1e-4, batch 128, EMA 0.9999
-    "trainer": {**TRAINER_DEFAULTS, "max_steps": 5000},
-    "eval": {**EVAL_DEFAULTS},  # random-x_T MSE of the EMA model against train_seconds, to OUT/eval.csv
-    "seed": 0,
-    "out": "runs/pdae",
-}
+DEFAULTS = options.FIT
 
 
 def _positive_int(value, name: str) -> None:
@@ -53,6 +41,8 @@ def _positive_int(value, name: str) -> None:
 def resolve(cfg: dict, teacher: Teacher) -> dict:
     """The config with the teacher's resolution, channels and z width filled in, every choice checked."""
     cfg = {**cfg, "data": {**cfg["data"]}}
+    if teacher.family != "unet2d":  # the gradient estimator is built from UNet2DModel internals
+        raise UserError(f"PDAE supports UNet2DModel teachers only; {teacher.path} is a {teacher.family} teacher")
     check_config(teacher.unet.config)
     cfg["data"] = teacher.data_config(cfg["data"])
     if cfg["z_dim"] is None:
@@ -94,6 +84,7 @@ def train_and_save(cfg: dict, resume: bool, module: PDAEModule, train: data_lib.
     teacher = module.teacher
     model_dir = save_autoencoder(module.ema.module, out / "model", teacher=str(teacher.path) if teacher.path else None,
                                  schedule=dict(teacher.scheduler.config), steps=module.global_step,
+                                 schedule_precision=cfg["schedule_precision"],
                                  data={"name": cfg["data"]["name"], "root": cfg["data"]["root"]})
     metrics = write_metrics(out, {**module.final_metrics(), "steps": module.global_step,
                                   "train_seconds": module.train_seconds, "parameters": params,
@@ -104,7 +95,7 @@ def train_and_save(cfg: dict, resume: bool, module: PDAEModule, train: data_lib.
 
 
 def run(cfg: dict, resume: bool = False) -> dict:
-    teacher = load_teacher(cfg["teacher"])
+    teacher = use_precision(teacher_from_config(cfg["teacher"]), cfg["schedule_precision"])
     cfg = resolve(cfg, teacher)
     train = data_lib.load(cfg["data"], "train")
     L.seed_everything(cfg["seed"], verbose=False)

@@ -25,19 +25,17 @@ import time
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from diffrep import console
 from diffrep import data as data_lib
 from diffrep.errors import UserError
+from diffrep.options import pdae as options
 from diffrep.pdae import app
 from diffrep.pdae.shift import eps_and_gradient, posterior_mean, predicted_x0, shift_coefficient
 from diffrep.report.plots import curves_vs_t
 from diffrep.train import write_metrics
 
-DEFAULTS = {**app.APP_DEFAULTS,
-            "data": {**app.DATA, "test_size": 200},
-            "timesteps": 50,   # a count (evenly spaced over 0..T-1) or a list of timesteps; the reference: all T
-            "out": "runs/pdae-gap"}
+DEFAULTS = options.GAP
 
 
 def timestep_grid(spec, num_timesteps: int) -> list[int]:
@@ -69,7 +67,7 @@ def posterior_gaps(teacher, estimator, x0: torch.Tensor, z: torch.Tensor, ts: li
     abar, device = teacher.alphas_cumprod, teacher.device
     coef = shift_coefficient(abar, "ddpm")
     out = {key: [] for key in ("gap_dpm", "gap_pdae", "x0_dpm", "x0_pdae")}
-    for t in tqdm(ts, desc="gap", disable=None if progress else True, leave=False, unit="t"):
+    for t in console.bar(ts, progress, desc="gap", leave=False, unit="t"):
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + t))
         sums = torch.zeros(4, dtype=torch.float64)
         for part in app.batches(len(x0), batch_size):

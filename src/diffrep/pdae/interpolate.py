@@ -18,16 +18,12 @@ import torch.nn.functional as F
 from diffrep import data as data_lib
 from diffrep.dpm.sample import save_grid
 from diffrep.errors import UserError
+from diffrep.options import pdae as options
 from diffrep.pdae import app, ddim
 from diffrep.pdae.quality import to_unit
 from diffrep.train import write_metrics
 
-DEFAULTS = {**app.APP_DEFAULTS,
-            "pairs": 4,            # seeded pairs of test images, one grid row each
-            "frames": 11,          # alphas 0, 0.1, ..., 1 (the reference's)
-            "encode_steps": 100,   # DDIM inversion steps (reference: 100)
-            "decode_steps": 100,   # DDIM decoding steps (reference: 100)
-            "out": "runs/pdae-interpolate"}
+DEFAULTS = options.INTERPOLATE
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

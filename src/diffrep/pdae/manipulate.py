@@ -23,19 +23,13 @@ import torch.nn.functional as F
 from diffrep import data as data_lib
 from diffrep.dpm.sample import save_grid
 from diffrep.errors import UserError
+from diffrep.options import pdae as options
 from diffrep.pdae import app, ddim
 from diffrep.pdae.encode import z_statistics
-from diffrep.probe.linear import PROBE_DEFAULTS, fit_logistic
+from diffrep.probe.linear import fit_logistic
 from diffrep.train import write_metrics
 
-DEFAULTS = {**app.APP_DEFAULTS,
-            "target": 1,           # class index or name (Fashion-MNIST 1: Trouser) to move the images towards
-            "images": 8,           # test images (not of the target class), one grid row each
-            "scales": [-0.5, -0.3, 0.0, 0.3, 0.5, 1.0],  # s; the reference shows -0.3, -0.1, 0.1, 0.3 at 128 px
-            "encode_steps": 100,   # DDIM inversion steps (reference: 500)
-            "decode_steps": 100,   # DDIM decoding steps (reference: 200)
-            "probe": {**PROBE_DEFAULTS},
-            "out": "runs/pdae-manipulate"}
+DEFAULTS = options.MANIPULATE
 
 
 def target_class(target, classes: list[str]) -> int:
@@ -61,7 +55,7 @@ def run(cfg: dict) -> dict:
     for key in ("images", "encode_steps", "decode_steps"):
         app.positive_int(cfg[key], key)
     cfg, loaded = app.load(cfg)
-    train, test = data_lib.load(cfg["data"], "train"), data_lib.load(cfg["data"], "test")
+    train, test = (data_lib.check_classes(data_lib.load(cfg["data"], split), split) for split in ("train", "test"))
     c = target_class(cfg["target"], train.classes)
     others = (test.labels != c).nonzero().flatten()
     if len(others) == 0:

@@ -22,17 +22,12 @@ import torch
 from diffrep import data as data_lib
 from diffrep.dpm.sample import save_grid
 from diffrep.errors import UserError
+from diffrep.options import pdae as options
 from diffrep.pdae import app, ddim
 from diffrep.pdae.quality import image_metrics
 from diffrep.train import write_metrics
 
-DEFAULTS = {**app.APP_DEFAULTS,
-            "data": {**app.DATA, "test_size": 100},  # a seeded, class-stratified test subset
-            "encode_steps": 100,          # DDIM inversion steps (reference: 1000); null: the decode's steps each time
-            "decode_steps": [10, 20, 50, 100],
-            "random_steps": 100,          # DDIM steps from random x_T, with z and unconditional (reference: 100)
-            "grid_images": 16,            # columns of reconstruct.png
-            "out": "runs/pdae-reconstruct"}
+DEFAULTS = options.RECONSTRUCT
 
 
 def _check(cfg: dict) -> dict:

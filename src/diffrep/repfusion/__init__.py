@@ -14,7 +14,8 @@ The method as implemented (see reference/repfusion.md, sections 3 and 4)
 - Timestep policy (`policy.py`), a contextual bandit: a LeNet-5 over the image gives a Categorical over
   actions; the teacher's feature at the sampled t feeds a reward head (3-layer MLP on its GAP) trained with CE;
   the reward is -CE per sample; REINFORCE loss -mean(log pi(a|x) * r); an entropy bonus whose weight decays
-  linearly from beta0 = 0.1 to 0 at epoch 100.
+  linearly from beta0 = 0.1 to 0 at epoch 100, changing once per epoch as the reference's EntropyDecayHook does
+  (beta = beta0 * max(0, 1 - epoch / E) for the whole epoch).
 - Other timestep selections (`timesteps.py`): fixed:T and uniform:LO-HI, the reference's non-RL classes.
 
 Options that deviate from the reference (all off by default unless stated)
@@ -27,6 +28,8 @@ Options that deviate from the reference (all off by default unless stated)
 - Teacher input: the official code feeds the *clean* image x0 with the embedding of t; `Teacher.features(...,
   input="noised")` feeds x_t ~ q(x_t | x0) instead, as the "DPM is a denoising autoencoder" reading suggests.
   The choice belongs to the caller; nothing here depends on it.
+- `policy.entropy_decay: step`: the entropy weight decays every step (beta at the fractional epoch) instead of once
+  per epoch; diffrep's behaviour before it followed the reference here.
 - `PolicyNet` accepts any channel count and resolution >= 16 (the reference: 3 x 32 x 32, or 3 x 64 x 64 with a
   third conv block, which is kept for resolution >= 64) and returns logits instead of probabilities.
 """

@@ -19,53 +19,25 @@ import torch
 
 from diffrep import data as data_lib
 from diffrep.errors import UserError
+from diffrep.options import repfusion as options
 from diffrep.repfusion.module import DistillModule
 from diffrep.repfusion.timesteps import parse_selection
 from diffrep.tasks import STUDENTS, build_student, default_tap, save_backbone
 from diffrep.tasks.probe_student import probe_student
-from diffrep.teacher import INPUT_MODES, Teacher, load_teacher
-from diffrep.train import TRAINER_DEFAULTS, fit, prepare_run, write_metrics
+from diffrep.teacher import INPUT_MODES, Teacher, teacher_from_config
+from diffrep.train import fit, prepare_run, write_metrics
 
-DEFAULTS = {
-    "teacher": None,              # diffusers UNet2DModel directory; default: the shipped teacher
-    "teacher_tap": None,          # null: mid_block.resnets.<last>.conv2 (the reference's tap), else mid_block
-    "teacher_input": "clean",     # clean: x0 with the embedding of t (the official code) | noised: x_t ~ q(x_t|x0)
-    "student": {"arch": "resnet18", "stem": "small", "tap": None},  # tap null: the last stage
-    "loss": {"name": "hint",      # hint | at | rkd
-             "mode": "pooled",    # hint: pooled (the RL classes) | dense (bilinear resize, the CelebA classes)
-             "distance": "mse",   # hint: mse | l1 | l2_norm
-             "weight": None},     # null: the reference's kd_weight (hint 1, at 1000, rkd 1)
-    "timesteps": "policy",        # policy | fixed:T | uniform:LO-HI (both ends included)
-    "policy": {
-        "actions": None,          # null: one action per teacher timestep (the reference); N: an even grid of N
-        "entropy": 0.1,           # beta0 of the entropy bonus, decaying linearly to 0 ...
-        "entropy_end_epoch": None,  # ... at this epoch; null: half the run (the reference: 100 of 200 epochs)
-        "baseline": "none",       # none (the reference) | moving_average (variance reduction, a deviation)
-        "baseline_momentum": 0.9,
-        "batch_size": None,       # labelled batch for head and policy when data.labels < 1; null: optim.batch_size
-    },
-    "data": {**data_lib.DATA_DEFAULTS, "resolution": None, "channels": None},  # null: the teacher's
-    "optim": {"lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 1.0e-4, "batch_size": 128,
-              "milestones": [0.5, 0.75],  # lr x0.1 at these fractions of the run (reference: epochs 100, 150 of 200)
-              "ema_decay": 0.999},
-    "epochs": None,               # when set: trainer.max_steps = epochs * (train images // batch_size)
-    "trainer": {**TRAINER_DEFAULTS, "max_steps": 2000},
-    # after training, linear probes of the EMA student's and a random student's pooled tap features, on these
-    # many train / test images (a diagnostic: labels beyond data.labels are read only here); 0: skip
-    "probe": {"train_size": 10000, "test_size": 2000},
-    "seed": 0,
-    "out": "runs/distill",
-}
+DEFAULTS = options.DISTILL
 LOSSES = ("hint", "at", "rkd")
 BASELINES = ("none", "moving_average")
 
 
-def student_probes(cfg: dict, module: DistillModule, train: data_lib.ImageSet, teacher: Teacher) -> dict:
+def student_probes(cfg: dict, module: DistillModule, train: data_lib.ImageSet, test: data_lib.ImageSet | None,
+                   teacher: Teacher) -> dict:
     """Linear probes of the distilled (EMA) student and of a random one (seeded) on the same features."""
     p, s = cfg["probe"], cfg["student"]
-    if not p["train_size"] or not p["test_size"]:
+    if test is None:
         return {}
-    test = data_lib.load(cfg["data"], "test")
     train, test = (d.subset(data_lib.stratified_subset(d.labels, min(n, len(d)), cfg["seed"]))
                    for d, n in ((train, p["train_size"]), (test, p["test_size"])))
     torch.manual_seed(cfg["seed"])
@@ -78,13 +50,12 @@ def student_probes(cfg: dict, module: DistillModule, train: data_lib.ImageSet, t
 
 
 def default_teacher_tap(teacher: Teacher) -> str:
-    """The reference's tap, the last conv of the residual branch of the mid block's last resnet, else mid_block."""
+    """The reference's tap, the last conv of the residual branch of the mid block's last resnet, else the
+    teacher's default tap (mid_block or its equivalent)."""
     convs = [name for name in teacher.taps if re.fullmatch(r"mid_block\.resnets\.\d+\.conv2", name)]
     if convs:
         return max(convs, key=lambda name: int(name.split(".")[2]))
-    if "mid_block" in teacher.taps:
-        return "mid_block"
-    raise UserError("this teacher has no mid_block; pass --teacher_tap (see `diffrep teacher info`)")
+    return teacher.default_tap  # mid_block, or its equivalent in other families
 
 
 def _check(value, valid, name):
@@ -113,11 +84,15 @@ def resolve(cfg: dict, teacher: Teacher) -> dict:
 
 
 def run(cfg: dict, resume: bool = False) -> dict:
-    teacher = load_teacher(cfg["teacher"])
+    teacher = teacher_from_config(cfg["teacher"])
     cfg = resolve(cfg, teacher)
     train = data_lib.load(cfg["data"], "train")
     if len(train) == 0:
         raise UserError("the train split is empty")
+    probing = cfg["probe"]["train_size"] and cfg["probe"]["test_size"]
+    test = data_lib.check_classes(data_lib.load(cfg["data"], "test"), "test") if probing else None  # read up front:
+    if probing or cfg["timesteps"] == "policy":  # a bad test image must stop the run before it trains
+        data_lib.check_classes(train, "train")
     batch = min(cfg["optim"]["batch_size"], len(train))
     steps_per_epoch = len(train) // batch
     if cfg["epochs"]:
@@ -140,7 +115,8 @@ def run(cfg: dict, resume: bool = False) -> dict:
         return {}
     path = save_backbone(module.ema.module, out / "student.safetensors", s["arch"], teacher.channels, s["stem"])
     plots = module.history.write(out)
+    probes = student_probes(cfg, module, train, test, teacher)
     metrics = write_metrics(out, {**module.final_metrics(), "epochs": module.global_step / steps_per_epoch,
-                                  "world_size": trainer.world_size, **student_probes(cfg, module, train, teacher)})
+                                  "world_size": trainer.world_size, **probes})
     print(f"saved the EMA student backbone to {path}" + (f", timestep distribution to {plots[-1]}" if plots else ""))
     return metrics

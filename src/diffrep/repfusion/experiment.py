@@ -30,12 +30,13 @@ from pathlib import Path
 from diffrep import config as config_lib
 from diffrep import data as data_lib
 from diffrep.errors import UserError
+from diffrep.options import repfusion as options
 from diffrep.probe import best as best_probe
 from diffrep.probe import run as probe_run
 from diffrep.repfusion import distill
 from diffrep.report.plots import grouped_bars
 from diffrep.tasks import finetune
-from diffrep.teacher import load_teacher
+from diffrep.teacher import teacher_from_config
 from diffrep.train import write_metrics
 
 # task -> (metrics.json key, table name, how to read it)
@@ -43,28 +44,7 @@ METRICS = {"classify": ("test_accuracy", "accuracy", "classify: top-1 accuracy, 
            "segment": ("test_miou", "mIoU", "segment: mean IoU over classes, higher is better"),
            "landmarks": ("test_nme", "NME", "landmarks: normalised mean error, lower is better")}
 
-DEFAULTS = {
-    "teacher": None,                 # default: the shipped teacher
-    # shared by every run; root, resolution and channels null: each run's default (distill: the teacher's)
-    "data": {"name": "fashion-mnist", "root": None, "resolution": None, "channels": None, "hflip": True,
-             "train_size": None, "test_size": None},
-    "tasks": ["classify"],           # classify | segment | landmarks (diffrep finetune --task)
-    "labels": [0.01, 0.1],           # label fractions for fine-tuning (and for the policy's reward)
-    "seeds": [0, 1, 2],
-    "distill_per_seed": True,        # false: one distillation (the first seed) shared by every fine-tuning seed
-    "variants": [                    # name + distill options (null: random init, no distillation); a variant's
-                                     # own `labels` list runs it on those fractions only
-        {"name": "random_init", "distill": None},
-        {"name": "policy_clean", "distill": {"timesteps": "policy", "teacher_input": "clean"}},
-        {"name": "policy_noised", "distill": {"timesteps": "policy", "teacher_input": "noised"}},
-        {"name": "uniform", "distill": {"timesteps": "uniform:0-999"}},
-        {"name": "best_fixed", "distill": {"timesteps": "fixed:best"}},
-    ],
-    "distill": {},                   # options for every distillation (see diffrep distill --help)
-    "finetune": {},                  # options for every fine-tuning (see diffrep finetune --help)
-    "best_fixed": {"train_size": 10000, "test_size": 2000, "timesteps": None},  # the probe that picks t
-    "out": "runs/experiments/repfusion",
-}
+DEFAULTS = options.EXPERIMENT
 
 
 def _finished(out: Path, key: str) -> bool:
@@ -100,7 +80,7 @@ def best_fixed_t(cfg: dict, out: Path, distill_cfg: dict) -> int:
     cache = out / "best_fixed_t.json"
     if cache.is_file():
         return json.loads(cache.read_text())["t"]
-    teacher = load_teacher(cfg["teacher"])
+    teacher = teacher_from_config(cfg["teacher"])
     resolved = distill.resolve(distill_cfg, teacher)
     p = cfg["best_fixed"]
     data = {**resolved["data"], "train_size": p["train_size"], "test_size": p["test_size"]}

@@ -12,6 +12,7 @@ from a second batch drawn from the labelled images only (`policy_batch`), so no 
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict, deque
 
 import torch
@@ -114,7 +115,8 @@ class DistillModule(TimedModule):
                 x, y = self._labelled_batch(step)
                 logits, actions, t_policy = self._act(x, gen)
                 teacher_map = self._teacher_feature(x, t_policy, gen)
-            beta = entropy_weight(epoch, self.cfg["policy"]["entropy"], self.entropy_end_epoch)
+            decay_at = epoch if self.cfg["policy"]["entropy_decay"] == "step" else math.floor(epoch)
+            beta = entropy_weight(decay_at, self.cfg["policy"]["entropy"], self.entropy_end_epoch)
             loss_head, reward = self.head.loss_and_reward(teacher_map, y)
             terms = policy_losses(logits, actions, reward, beta, self.baseline)
             loss = loss + loss_head + terms["loss_pg"] + terms["loss_entropy"]

@@ -24,14 +24,11 @@ from torchvision.transforms.v2 import functional as TF
 
 from diffrep.data import DenseSet, hflip_dense, to_float
 from diffrep.errors import UserError
+from diffrep.options import blocks
 from diffrep.train import step_generator
 from diffrep.train.steps import StepBatches
 
-AUGMENT_DEFAULTS = {
-    "degrees": 10.0,     # rotation, uniform in +-degrees (0: none)
-    "scale": 0.1,        # zoom, uniform in 1 +- scale
-    "translate": 0.05,   # shift, uniform in +-translate of the side, per axis
-}
+AUGMENT_DEFAULTS = blocks.AUGMENT
 
 
 def check_augment(augment: dict) -> dict:

@@ -10,14 +10,12 @@ import torch
 from torch import nn
 
 from diffrep.data import DenseSet, to_float
+from diffrep.options import blocks
 from diffrep.tasks.augment import dense_loader
 from diffrep.tasks.finetune_module import FinetuneModule
 from diffrep.tasks.fpn import DenseNet, dense_taps
 
-HEAD_DEFAULTS = {
-    "taps": None,   # student taps the FPN reads, shallow to deep (list or comma-separated); null: fpn.DENSE_TAPS
-    "width": 64,    # FPN channels
-}
+HEAD_DEFAULTS = blocks.HEAD
 
 
 class DenseModule(FinetuneModule):

@@ -27,15 +27,15 @@ from torch import nn
 
 from diffrep import data as data_lib
 from diffrep.errors import UserError
-from diffrep.tasks.augment import AUGMENT_DEFAULTS, check_augment
-from diffrep.tasks.classify import OPTIM_DEFAULTS, ClassifierModule
-from diffrep.tasks.dense_module import HEAD_DEFAULTS
+from diffrep.options import tasks as options
+from diffrep.tasks.augment import check_augment
+from diffrep.tasks.classify import ClassifierModule
 from diffrep.tasks.fpn import DENSE_FORMAT
-from diffrep.tasks.landmarks import NORMALISERS, SIGMA, LandmarkModule
+from diffrep.tasks.landmarks import NORMALISERS, LandmarkModule
 from diffrep.tasks.overlays import overlay_grid
 from diffrep.tasks.segment import SegmentModule
 from diffrep.tasks.students import build_student, load_backbone, save_file_atomic
-from diffrep.train import TRAINER_DEFAULTS, fit, prepare_run, write_metrics
+from diffrep.train import fit, prepare_run, write_metrics
 
 TASKS = ("classify", "segment", "landmarks")
 DEFAULT_OPTIMIZER = {"classify": "sgd", "segment": "sgd", "landmarks": "adamw"}  # heatmap MSE diverges with sgd 0.1
@@ -43,28 +43,7 @@ DEFAULT_DATA = {"classify": "fashion-mnist", "segment": "fmnist-scenes", "landma
 DENSE_DATA = {"segment": ("fmnist-scenes", "celebamask-hq"), "landmarks": tuple(NORMALISERS)}  # dataset kinds
 DENSE_ONLY = ("celebamask-hq", "wflw")  # fmnist-scenes also classifies: each scene's main item
 
-DEFAULTS = {
-    "task": "classify",        # classify | segment | landmarks
-    "init": None,              # backbone safetensors (diffrep.tasks.save_backbone); null: random init
-    "student": {
-        "arch": None,          # resnet18 | resnet50 | mobilenet_v2; null: the init file's, else resnet18
-        "stem": None,          # small (CIFAR: 3x3 stride-1 conv, no max-pool) | imagenet; null: the file's, else small
-    },
-    # name null: fashion-mnist for classify, fmnist-scenes for segment / landmarks; channels null: the init
-    # file's, else 1. fit: classify only; max_items, scene_seed: fmnist-scenes only (see data.DENSE_DEFAULTS).
-    "data": {**data_lib.DATA_DEFAULTS, "name": None, "channels": None, "max_items": 2, "scene_seed": 0},
-    "optim": {**OPTIM_DEFAULTS, "name": None},  # name null: adamw for landmarks, else sgd
-    "head": {**HEAD_DEFAULTS, "sigma": SIGMA},  # segment / landmarks: FPN taps and width; landmarks: target sigma
-    "augment": {**AUGMENT_DEFAULTS},             # segment / landmarks, after the flip (data.hflip)
-    "overlays": 16,            # segment / landmarks: test images in OUT/overlays.png (0: none)
-    # When set, overrides trainer.max_steps with epochs * (labelled images // batch_size): an epoch is the
-    # training stream's, whose last partial batch is dropped.
-    "epochs": None,
-    "trainer": {**TRAINER_DEFAULTS, "max_steps": 2000},
-    "eval_batch_size": 256,
-    "seed": 0,
-    "out": "runs/finetune",
-}
+DEFAULTS = options.FINETUNE
 
 
 def resolve_data(cfg: dict) -> dict:
@@ -106,6 +85,7 @@ def check_labels(data: data_lib.ImageSet, split: str, num_classes: int) -> None:
     if data.labels.min() < 0 or data.labels.max() >= num_classes:
         raise UserError(f"{split} labels must lie in 0..{num_classes - 1}, got {int(data.labels.min())}.."
                         f"{int(data.labels.max())}")
+    data_lib.check_classes(data, split)
 
 
 def check_dense(data: data_lib.DenseSet, split: str, task: str) -> None:

@@ -7,34 +7,17 @@ Subclasses provide `train_dataloader` (batches of (images, target)) and `loss`.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from diffrep.errors import UserError
+from diffrep.options import blocks
 from diffrep.train import TimedModule, ema_model, step_generator
+from diffrep.train.schedules import warmup_cosine
 
-OPTIM_DEFAULTS = {
-    "name": "sgd",          # sgd | adamw
-    "lr": None,             # peak learning rate, after the warm-up; null: 0.1 for sgd, 2e-3 for adamw
-    "momentum": 0.9,        # sgd only
-    "nesterov": True,       # sgd only
-    "weight_decay": None,   # null: 1e-4 for sgd, 0.05 for adamw
-    "batch_size": 128,
-    "warmup_steps": 100,    # linear warm-up, then cosine decay to 0 at trainer.max_steps
-    "ema_decay": None,      # e.g. 0.999 (RepFusion's CIFAR fine-tuning); null: no EMA
-}
+OPTIM_DEFAULTS = blocks.FINETUNE_OPTIM
 OPTIMIZERS = ("sgd", "adamw")
 LR_DEFAULTS = {"sgd": 0.1, "adamw": 2e-3}  # adamw: mmpose's Adam rate for WFLW heatmaps
-
-
-def warmup_cosine(step: int, warmup: int, total: int) -> float:
-    """LR factor: linear warm-up over `warmup` steps, then cosine from 1 to 0 at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def configure_optimizer(params, optim: dict, total_steps: int) -> dict:

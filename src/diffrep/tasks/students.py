@@ -23,6 +23,7 @@ from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 from diffrep.errors import UserError
+from diffrep.run_dir import honour_umask
 
 STUDENTS = ("resnet18", "resnet50", "mobilenet_v2")
 STEMS = ("small", "imagenet")  # small: CIFAR variant (3x3 stride-1 first conv, no max-pool); imagenet: torchvision's
@@ -142,7 +143,7 @@ def save_file_atomic(tensors: dict[str, torch.Tensor], path: str | Path, metadat
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    os.replace(honour_umask(tmp), path)
     return path
 
 

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import warnings
@@ -14,23 +15,15 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from diffrep import config as config_lib
+from diffrep import console
 from diffrep.errors import UserError
+from diffrep.options import blocks
 from diffrep.train.checkpoint_io import AtomicCheckpointIO
 
-TRAINER_DEFAULTS = {
-    "max_steps": 1000,
-    "accelerator": "auto",
-    "devices": 1,
-    "strategy": "auto",
-    "num_nodes": 1,
-    "precision": "32-true",
-    "gradient_clip_val": None,
-    "log_every_n_steps": 25,
-    "checkpoint_every_n_steps": 500,
-    "progress_bar": True,
-}
+TRAINER_DEFAULTS = blocks.TRAINER
 
 LAST = "last.ckpt"
 
@@ -38,8 +31,16 @@ LAST = "last.ckpt"
 class StepProgressBar(TQDMProgressBar):
     """Progress in optimizer steps out of max_steps (the training stream itself is endless)."""
 
+    def on_train_start(self, trainer, *args):
+        super().on_train_start(trainer, *args)
+        self._count_steps(trainer)
+
     def on_train_epoch_start(self, trainer, *args):
         super().on_train_epoch_start(trainer, *args)
+        self._count_steps(trainer)
+
+    def _count_steps(self, trainer):
+        # A run resumed mid-epoch gets no epoch-start hook, so the bar is also set up when training starts.
         self.train_progress_bar.reset(total=trainer.max_steps)
         self.train_progress_bar.initial = trainer.global_step
         self.train_progress_bar.set_description("training")
@@ -59,6 +60,31 @@ class StepCheckpoint(Callback):
         trainer.save_checkpoint(self.path)
 
 
+class _AppendingWriter(ExperimentWriter):
+    def __init__(self, log_dir: str):
+        super().__init__(log_dir)
+        # The header of the metrics.csv being continued: keys that this session has not logged yet (say an eval that
+        # runs every 1000 steps) stay columns when a new key makes Lightning rewrite the file.
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = sorted(next(csv.reader(file), []))
+
+    def _check_log_dir_exists(self) -> None:
+        """Lightning's writer deletes an existing metrics.csv; a resumed run appends to it instead (a new run's
+        folder is new: prepare_run refuses to start over an existing run)."""
+
+
+class RunCSVLogger(CSVLogger):
+    """logs/metrics.csv, continued across resumes."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 def checkpoint_path(out: Path) -> Path:
     return Path(out) / "checkpoints" / LAST
 
@@ -73,8 +99,8 @@ def prepare_run(out: str | Path, cfg: dict, resume: bool = False) -> Path:
     """Create the run directory and write the resolved config; refuse to overwrite a run by accident."""
     out = Path(out)
     if checkpoint_path(out).exists() and not resume:
-        raise UserError(f"{out} already holds a run (checkpoints/{LAST}); pass --resume to continue it "
-                        f"or choose another --out")
+        raise UserError(f"{out} already holds a run (checkpoints/{LAST}); pass --resume to continue it, "
+                        f"--overwrite to start again, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     _write_text(out / "config.yaml", config_lib.dump(cfg))
     return out
@@ -92,16 +118,17 @@ def write_metrics(out: str | Path, metrics: dict) -> dict:
 def build_trainer(tcfg: dict, out: Path, callbacks: list | None = None) -> L.Trainer:
     out = Path(out)
     callbacks = list(callbacks or []) + [StepCheckpoint(out / "checkpoints", tcfg["checkpoint_every_n_steps"])]
-    if tcfg["progress_bar"]:
+    console.quiet_libraries()
+    if console.progress_enabled(tcfg["progress_bar"]):
         callbacks.append(StepProgressBar(refresh_rate=max(1, tcfg["log_every_n_steps"] // 5)))
     return L.Trainer(
         max_steps=tcfg["max_steps"], max_epochs=-1,
         accelerator=tcfg["accelerator"], devices=tcfg["devices"], strategy=tcfg["strategy"],
         num_nodes=tcfg["num_nodes"], precision=tcfg["precision"],
         gradient_clip_val=tcfg["gradient_clip_val"],
-        logger=[TensorBoardLogger(out, name="logs", version=""), CSVLogger(out, name="logs", version="")],
+        logger=[TensorBoardLogger(out, name="logs", version=""), RunCSVLogger(out, name="logs", version="")],
         callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-        enable_checkpointing=False, enable_progress_bar=tcfg["progress_bar"],
+        enable_checkpointing=False, enable_progress_bar=console.progress_enabled(tcfg["progress_bar"]),
         enable_model_summary=False, log_every_n_steps=tcfg["log_every_n_steps"],
         num_sanity_val_steps=0, limit_val_batches=0,
     )
@@ -112,13 +139,11 @@ def fit(module: L.LightningModule, tcfg: dict, out: str | Path, resume: bool = F
     """Train `module`; with resume, continue from out/checkpoints/last.ckpt when there is one."""
     out = Path(out)
     ckpt = checkpoint_path(out)
-    if resume and not ckpt.exists():
-        print(f"--resume: no checkpoint in {ckpt.parent}, starting from scratch")
     trainer = build_trainer(tcfg, out, callbacks)
     with warnings.catch_warnings():
         # The step-indexed stream resumes itself (see train/steps.py); Lightning cannot know that.
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch.*")
-        warnings.filterwarnings("ignore", message=".*weights_only.*")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, ckpt_path=str(ckpt) if resume and ckpt.exists() else None)
+        trainer.fit(module, ckpt_path=str(ckpt) if resume and ckpt.exists() else None,
+                    weights_only=False)  # our own checkpoints: they hold the EMA and the run's counters
     return trainer

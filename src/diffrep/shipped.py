@@ -1,0 +1,21 @@
+"""The teachers that ship with diffrep, by name (plain Python: the CLI checks names before any heavy import).
+
+`--teacher NAME` takes a folder name under src/diffrep/teachers/ or an alias; the default is DEFAULT.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+TEACHERS = Path(__file__).resolve().parent / "teachers"
+DEFAULT = "fashion-mnist"
+ALIASES = {"fashion-mnist-v1": "fashion-mnist"}  # the shipped default is still the first teacher
+
+
+def names() -> list[str]:
+    return sorted({p.name for p in TEACHERS.iterdir() if (p / "config.json").is_file()} | set(ALIASES))
+
+
+def shipped_teacher(name: str) -> Path | None:
+    """The folder of a shipped teacher's name, or None when `name` names none."""
+    folder = TEACHERS / ALIASES.get(name, name)
+    return folder if "/" not in name and (folder / "config.json").is_file() else None
