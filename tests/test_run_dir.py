@@ -111,6 +111,21 @@ def test_every_run_gets_a_one_file_report_page(tmp_path):
     assert len(sources) == 2 and all(src.startswith("data:image/png;base64,") for src in sources)
 
 
+
+@pytest.mark.skipif(not __import__("shutil").which("chromium"), reason="needs Chromium (apt-get install chromium)")
+def test_report_pages_load_in_chromium_without_broken_images(tmp_path):
+    from diffrep.report import check_page
+    from diffrep.report.html import write_index
+
+    Image.new("L", (8, 8), 200).save(tmp_path / "samples.png")
+    (tmp_path / "report.md").write_text("# Run\n\n![samples](samples.png)\n\n![gone](missing.png)\n")
+    write_index(tmp_path)
+    assert check_page.check(tmp_path / "index.html", tmp_path / "shot.png") == {"images": 2, "broken": 1}
+    assert Image.open(tmp_path / "shot.png").size == (1200, 1600)
+    (tmp_path / "report.md").write_text("# Run\n\n![samples](samples.png)\n")
+    write_index(tmp_path)
+    assert check_page.main([str(tmp_path)]) == 0
+
 def test_resumed_metrics_csv_keeps_every_column(tmp_path):
     """A resumed run's first logged keys (train loss) must not drop the columns of rows it continues (an eval that
     runs every N steps), which Lightning's own writer rewrites the file without."""
