@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 from conftest import killed_at_step, run_cli
 from diffrep import cli
+from diffrep.errors import UserError
 from diffrep import config as config_lib
 from diffrep.repfusion import distill, experiment
 from diffrep.repfusion.module import DistillModule
@@ -208,3 +209,13 @@ def test_a_diverging_distillation_stops_with_one_line_and_exports_nothing(tiny_t
                    "--optim.lr", "1e30", "--trainer.max_steps", "4", "--out", str(out), check=False)
     assert proc.returncode == 2 and "training diverged" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not (out / "student.safetensors").exists()
+
+
+def test_extra_hints_distil_a_second_teacher_tap_into_a_second_student_stage(tiny_teacher_dir, tmp_path):
+    metrics = distill.run(tiny_cfg(tiny_teacher_dir, tmp_path, timesteps="fixed:3", **{
+        "extra_hints": "down_blocks.0:layer3", "trainer.max_steps": 2}))
+    assert metrics["loss_feat_down_blocks.0_layer3"] > 0 and metrics["loss_feat"] > metrics["loss_hint"]
+    with pytest.raises(UserError, match="bad extra hint"):
+        distill.run(tiny_cfg(tiny_teacher_dir, tmp_path / "bad", **{"extra_hints": "down_blocks.0"}))
+    with pytest.raises(UserError, match="unknown student tap 'layer9'"):
+        distill.run(tiny_cfg(tiny_teacher_dir, tmp_path / "bad", **{"extra_hints": "down_blocks.0:layer9"}))

@@ -10,6 +10,9 @@ DISTILL = {
     "teacher_tap": None,          # null: mid_block.resnets.<last>.conv2 (the reference's tap), else mid_block
     "teacher_input": "clean",     # clean: x0 with the embedding of t (the official code) | noised: x_t ~ q(x_t|x0)
     "student": {"arch": "resnet18", "stem": "small", "tap": None},  # tap null: the last stage
+    # more TEACHER_TAP:STUDENT_TAP pairs ("down_blocks.2:layer3" or a list), each distilled beside the main pair
+    # with the same loss and weight through its own adapter (a multi-tap hint; the reference distils one tap)
+    "extra_hints": [],
     "loss": {"name": "hint",      # hint | at | rkd
              "mode": "pooled",    # hint: pooled (the RL classes) | dense (bilinear resize, the CelebA classes)
              "distance": "mse",   # hint: mse | l1 | l2_norm

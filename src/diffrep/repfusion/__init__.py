@@ -30,6 +30,9 @@ Options that deviate from the reference (all off by default unless stated)
   The choice belongs to the caller; nothing here depends on it.
 - `policy.entropy_decay: step`: the entropy weight decays every step (beta at the fractional epoch) instead of once
   per epoch; diffrep's behaviour before it followed the reference here.
+- `extra_hints: [TEACHER_TAP:STUDENT_TAP, ...]` (a multi-tap hint): more teacher taps distilled into more student
+  stages beside the main pair, each through its own loss term and adapter, from the same early-exit teacher pass
+  at the same t; the reward head and the policy still read the main teacher tap. The reference distils one tap.
 - `PolicyNet` accepts any channel count and resolution >= 16 (the reference: 3 x 32 x 32, or 3 x 64 x 64 with a
   third conv block, which is kept for resolution >= 64) and returns logits instead of probabilities.
 """

@@ -58,6 +58,19 @@ def default_teacher_tap(teacher: Teacher) -> str:
     return teacher.default_tap  # mid_block, or its equivalent in other families
 
 
+def parse_hints(value, teacher: Teacher) -> list[str]:
+    """extra_hints as a list of "TEACHER_TAP:STUDENT_TAP", the teacher taps checked (student taps are checked when
+    the student is built)."""
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    pairs = []
+    for item in (str(item).strip() for item in items):
+        teacher_tap, colon, student_tap = item.partition(":")
+        if not colon or not teacher_tap or not student_tap:
+            raise UserError(f"bad extra hint '{item}' (TEACHER_TAP:STUDENT_TAP, e.g. down_blocks.2:layer3)")
+        pairs.append(f"{teacher.check_taps([teacher_tap])[0]}:{student_tap}")
+    return pairs
+
+
 def _check(value, valid, name):
     if value not in valid:
         raise UserError(f"unknown {name} '{value}' (valid: {', '.join(map(str, valid))})")
@@ -71,6 +84,7 @@ def resolve(cfg: dict, teacher: Teacher) -> dict:
     _check(cfg["teacher_input"], INPUT_MODES, "teacher_input")
     _check(cfg["student"]["arch"], STUDENTS, "student.arch")
     cfg["student"]["tap"] = cfg["student"]["tap"] or default_tap(cfg["student"]["arch"])
+    cfg["extra_hints"] = parse_hints(cfg.get("extra_hints"), teacher)
     _check(cfg["loss"]["name"], LOSSES, "loss.name")
     _check(cfg["policy"]["baseline"], BASELINES, "policy.baseline")
     parse_selection(cfg["timesteps"], teacher.num_timesteps)
@@ -104,8 +118,9 @@ def run(cfg: dict, resume: bool = False) -> dict:
     module = DistillModule(teacher, cfg, train, labelled, steps_per_epoch)
     out = prepare_run(cfg["out"], cfg, resume)  # after every check, so a bad option leaves no run directory
     s = cfg["student"]
+    extra = "".join(f" and {pair.split(':')[0]} into {pair.split(':')[1]}" for pair in cfg["extra_hints"])
     print(f"distilling {cfg['teacher_tap']} of {teacher.path} ({cfg['teacher_input']} input, timesteps "
-          f"{parse_selection(cfg['timesteps'], teacher.num_timesteps)}) into {s['arch']}.{s['tap']} with "
+          f"{parse_selection(cfg['timesteps'], teacher.num_timesteps)}) into {s['arch']}.{s['tap']}{extra} with "
           f"{cfg['loss']['name']} on {len(train)} {cfg['data']['name']} images"
           + (f" ({len(labelled)} labelled for the policy)" if labelled is not None else "")
           + f" for {cfg['trainer']['max_steps']} steps ({cfg['trainer']['max_steps'] / steps_per_epoch:.1f} epochs)"

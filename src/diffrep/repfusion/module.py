@@ -42,15 +42,20 @@ class DistillModule(TimedModule):
         self.steps_per_epoch = steps_per_epoch
         s = cfg["student"]
         self.student = build_student(s["arch"], teacher.channels, s["stem"])
-        self.student_taps = student_features(self.student, [s["tap"]])
+        # (teacher tap, student tap): the main pair, then the extra hints, each with its own loss and adapter
+        self.pairs = [(cfg["teacher_tap"], s["tap"])] + [tuple(pair.split(":", 1))
+                                                          for pair in cfg.get("extra_hints") or []]
+        self.teacher_taps = list(dict.fromkeys(teacher_tap for teacher_tap, _ in self.pairs))
+        self.student_taps = student_features(self.student, list(dict.fromkeys(tap for _, tap in self.pairs)))
         self.ema = ema_model(self.student, cfg["optim"]["ema_decay"])
-        c_teacher = teacher.taps[cfg["teacher_tap"]][0][0]
         with torch.no_grad():
-            c_student = self.student_taps(torch.zeros(2, teacher.channels, teacher.resolution,
-                                                      teacher.resolution))[s["tap"]].shape[1]
+            shapes = self.student_taps(torch.zeros(2, teacher.channels, teacher.resolution, teacher.resolution))
         loss = cfg["loss"]
         opts = {k: loss[k] for k in ("mode", "distance") if loss["name"] == "hint"}
-        self.distill = DistillLoss(loss["name"], c_student, c_teacher, loss["weight"], **opts)
+        losses = [DistillLoss(loss["name"], shapes[student_tap].shape[1], teacher.taps[teacher_tap][0][0],
+                              loss["weight"], **opts) for teacher_tap, student_tap in self.pairs]
+        self.distill, self.extra_distill = losses[0], torch.nn.ModuleList(losses[1:])
+        c_teacher = teacher.taps[cfg["teacher_tap"]][0][0]
         self.selection = parse_selection(cfg["timesteps"], teacher.num_timesteps)
         p = cfg["policy"]
         if self.selection.kind == "policy":
@@ -77,10 +82,13 @@ class DistillModule(TimedModule):
         return x.to(self.device), y.to(self.device)
 
     # ---- one step -----------------------------------------------------------------------------------------
-    def _teacher_feature(self, x: torch.Tensor, t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def _teacher_features(self, x: torch.Tensor, t: torch.Tensor, gen: torch.Generator,
+                          taps: list[str] | None = None) -> dict[str, torch.Tensor]:
+        """{tap: map} of the teacher at (x, t), all taps from one early-exit pass (default: every distilled tap)."""
         noise = torch.randn(x.shape, generator=gen) if self.cfg["teacher_input"] == "noised" else None
-        return self.teacher.features(x, t, self.cfg["teacher_tap"], self.cfg["teacher_input"], noise)[
-            self.cfg["teacher_tap"]].to(self.device)
+        taps = taps or self.teacher_taps
+        return {tap: value.to(self.device)
+                for tap, value in self.teacher.features(x, t, taps, self.cfg["teacher_input"], noise).items()}
 
     def _act(self, x: torch.Tensor, gen: torch.Generator, learn: bool = True
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -105,16 +113,21 @@ class DistillModule(TimedModule):
         else:
             t = self.selection.sample(len(x), gen, self.device)
             self.history.add(int(epoch), t)
-        teacher_map = self._teacher_feature(x, t, gen)
-        student_map = self.student_taps(x)[self.cfg["student"]["tap"]]
-        loss, terms = self.distill(student_map, teacher_map)
+        teacher_maps, student_maps = self._teacher_features(x, t, gen), self.student_taps(x)
+        loss, terms = self.distill(student_maps[self.pairs[0][1]], teacher_maps[self.pairs[0][0]])
         logs |= {f"loss/{k}": v for k, v in terms.items()}
+        for (teacher_tap, student_tap), extra in zip(self.pairs[1:], self.extra_distill):
+            extra_loss, _ = extra(student_maps[student_tap], teacher_maps[teacher_tap])
+            logs[f"loss/feat_{teacher_tap}_{student_tap}"] = extra_loss.detach()
+            loss = loss + extra_loss
         logs["loss/feat"] = loss.detach()
+        teacher_map = teacher_maps[self.cfg["teacher_tap"]]
         if self.selection.kind == "policy":
             if self.labelled_data is not None:  # the policy learns from labelled images only
                 x, y = self._labelled_batch(step)
                 logits, actions, t_policy = self._act(x, gen)
-                teacher_map = self._teacher_feature(x, t_policy, gen)
+                main = self.cfg["teacher_tap"]
+                teacher_map = self._teacher_features(x, t_policy, gen, [main])[main]
             decay_at = epoch if self.cfg["policy"]["entropy_decay"] == "step" else math.floor(epoch)
             beta = entropy_weight(decay_at, self.cfg["policy"]["entropy"], self.entropy_end_epoch)
             loss_head, reward = self.head.loss_and_reward(teacher_map, y)
