@@ -1,3 +1,4 @@
+import csv
 import json
 import signal
 import subprocess
@@ -15,7 +16,8 @@ from diffrep.train.checkpoint_io import atomic_save
 
 def test_fit_saves_a_plain_diffusers_directory_and_a_run_dir(tmp_path):
     out = tmp_path / "run"
-    run_cli("dpm", "fit", *TINY_FIT, "--trainer.max_steps", "6", "--out", str(out))
+    run_cli("dpm", "fit", *TINY_FIT, "--trainer.max_steps", "6", "--optim.schedule", "cosine", "--eval.every_n_steps",
+            "3", "--eval.train_size", "60", "--eval.labels", "30", "--eval.test_size", "30", "--out", str(out))
     unet = UNet2DModel.from_pretrained(out / "model")  # plain diffusers, no diffrep needed
     assert unet.config.sample_size == 16 and (out / "model" / "scheduler_config.json").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
@@ -23,6 +25,13 @@ def test_fit_saves_a_plain_diffusers_directory_and_a_run_dir(tmp_path):
     assert "max_steps: 6" in (out / "config.yaml").read_text()
     card = (out / "model" / "README.md").read_text()
     assert "| steps | 6 at batch 8" in card and "diffrep dpm fit" in card and (out / "model" / "samples.png").is_file()
+    assert "| recipe | Adam lr 0.001, 1 warm-up steps then cosine decay to 0 x lr; unweighted" in card
+    # the probes every 3 steps (and at step 0): both label counts, both poolings, in eval.csv, the card and metrics
+    evals = list(csv.DictReader((out / "eval.csv").open()))
+    assert sorted({int(row["step"]) for row in evals}) == [0, 3, 6] and len(evals) == 3 * 4
+    assert 0 < metrics["eval_mid_block_grid2_30"] <= 1 and "| probe mid_block_gap_60 |" in card
+    for name in ("loss.png", "probes.png"):
+        assert (out / "model" / name).is_file() and f"]({name})" in card
     assert (out / "samples.png").is_file() and (out / "logs" / "metrics.csv").is_file()
     assert list((out / "logs").glob("events.out.tfevents*"))
     # A second fit into the same directory must not silently overwrite it

@@ -6,7 +6,7 @@ import time
 import lightning as L
 
 from diffrep import data as data_lib
-from diffrep.dpm.card import command_line, write_card
+from diffrep.dpm.card import command_line, loss_curve, write_card
 from diffrep.dpm.module import DDPMModule
 from diffrep.dpm.probe_eval import ProbeEval, check_eval
 from diffrep.dpm.sample import sample, save_grid
@@ -80,7 +80,8 @@ def run(cfg: dict, resume: bool = False) -> dict:
         **{f"eval_{tap}_{pool.replace(':', '')}_{labels}": acc
            for cb in callbacks for (tap, pool, labels), acc in cb.latest.items()},
     })
-    write_card(model_dir, cfg, metrics, grid, command_line(cfg))
+    loss_png = loss_curve(out / "logs" / "metrics.csv", out / "loss.png")
+    write_card(model_dir, cfg, metrics, grid, command_line(cfg), loss_png, out / "eval.png")
     print(f"trained {metrics['steps']} steps in {metrics['train_seconds']:.0f} s (final loss "
           f"{metrics.get('final_loss', float('nan')):.4f}); the EMA model and its card are in {model_dir}, samples "
           f"in {grid}")
