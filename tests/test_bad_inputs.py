@@ -137,6 +137,8 @@ CASES = [
     ("missing_image_folder", ["finetune", "--data", "imagefolder:/no/such", "--out", OUT], "image folder not found"),
     ("missing_init", ["finetune", "--init", "/no/such.safetensors", "--out", OUT], "init not found"),
     ("missing_model", ["pdae", "reconstruct", "--model", "/no/such/model", "--out", OUT], "model not found"),
+    ("missing_pretrained", ["quickstart", "--pdae.pretrained", "/no/such/pdae", "--out", OUT],
+     "pdae.pretrained not found: /no/such/pdae"),
     # run folders: never overwritten by accident
     ("failed_run", ["distill", "--out", "{failed_run}"], "--resume to continue it or --overwrite"),
     ("overwrite_a_stranger", ["probe", "--overwrite", "--out", "{not_a_run}"], "does not look like a diffrep run"),

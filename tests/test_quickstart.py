@@ -42,3 +42,17 @@ def test_quickstart_writes_info_samples_a_probe_a_distilled_student_and_a_pdae(t
     assert (tmp_path / "index.html") in pages and len(pages) >= 7  # the quickstart's page and one per stage
     if shutil.which("chromium"):  # every page, as a browser draws it
         assert check_page.main([str(tmp_path)]) == 0
+
+
+def test_the_quickstart_shows_a_given_or_shipped_model_before_its_own_short_training(tmp_path):
+    from diffrep import shipped
+    from diffrep.quickstart import pretrained
+
+    teacher = type("T", (), {"path": tmp_path / "teacher"})()
+    live = tmp_path / "run" / "model"
+    assert pretrained(None, teacher, "pdae", live)[0] == live  # nothing shipped: this run's own
+    (tmp_path / "teacher" / "pdae").mkdir(parents=True)
+    (tmp_path / "teacher" / "pdae" / "config.json").write_text("{}")
+    assert pretrained(None, teacher, "pdae", live)[0] == tmp_path / "teacher" / "pdae"
+    assert shipped.companion(teacher.path, "student") is None
+    assert pretrained(str(tmp_path), teacher, "student", live)[0] == tmp_path  # given beats shipped

@@ -149,6 +149,10 @@ def check_inputs(cfg: dict) -> None:
         value = cfg.get(key)
         if isinstance(value, str) and value and not Path(value).exists() and not shipped.shipped_teacher(value):
             raise UserError(f"{key} not found: {value} (expected a {what})")
+    for stage, block in cfg.items():  # the quickstart's pre-made models
+        value = block.get("pretrained") if isinstance(block, dict) else None
+        if isinstance(value, str) and value and not Path(value).exists():
+            raise UserError(f"{stage}.pretrained not found: {value}")
     data = cfg.get("data")
     if isinstance(data, dict) and isinstance(data.get("name"), str):
         kind, _, folder = data["name"].partition(":")

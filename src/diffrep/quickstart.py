@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 from diffrep import config as config_lib
+from diffrep import shipped
 from diffrep.dpm.sample import sample, save_grid
+from diffrep.errors import UserError
 from diffrep.options import quickstart as options
 from diffrep.pdae import fit as pdae_fit
 from diffrep.pdae import interpolate as pdae_interpolate
@@ -20,7 +22,7 @@ from diffrep.pdae import reconstruct as pdae_reconstruct
 from diffrep.probe import command as probe_command
 from diffrep.repfusion import distill
 from diffrep.tasks import finetune
-from diffrep.teacher import teacher_from_config
+from diffrep.teacher import Teacher, teacher_from_config
 from diffrep.teacher.info import describe
 from diffrep.train import write_metrics
 
@@ -55,8 +57,10 @@ def run(cfg: dict) -> dict:
         "optim": {"batch_size": d["batch_size"]}, "trainer": {"max_steps": d["steps"]}, "seed": cfg["seed"],
         "out": str(out / "distill")})
     distilled = distill.run(distill_cfg, resume=True)
+    student_file, source = pretrained(d["pretrained"], teacher, "student", out / "distill" / "student.safetensors")
+    print(f"fine-tuning {source}")
     accuracy = {}
-    for name, init in (("random", None), ("distilled", str(out / "distill" / "student.safetensors"))):
+    for name, init in (("random", None), ("distilled", str(student_file))):
         ft_cfg = config_lib.resolve(finetune.DEFAULTS, None, {
             "init": init, "student": student if init is None else {}, "data": {
                 "labels": f["labels"], "test_size": f["test_size"]},
@@ -66,7 +70,7 @@ def run(cfg: dict) -> dict:
     print(f"fine-tuned on {f['labels']:.0%} of the labels for {f['steps']} steps: test accuracy "
           f"{accuracy['distilled']:.2%} from the distilled student, {accuracy['random']:.2%} from random init "
           f"(a short demo; the README's table comes from `diffrep experiment repfusion`)")
-    pdae = _pdae(cfg, out)
+    pdae = _pdae(cfg, out, teacher)
     seconds = time.perf_counter() - start
     print(f"quickstart finished in {seconds:.0f} s; everything is in {out}/")
     return write_metrics(out, {"seconds": seconds, "taps": len(teacher.taps),
@@ -77,12 +81,28 @@ def run(cfg: dict) -> dict:
                                "finetune_random_accuracy": accuracy["random"], **pdae})
 
 
-def _pdae(cfg: dict, out: Path) -> dict:
+def pretrained(given: str | None, teacher: Teacher, kind: str, live: Path) -> tuple[Path, str]:
+    """(path, what it is) of the model a stage shows: `given`, else the one shipped with the teacher, else `live`
+    (this run's short training)."""
+    if given:
+        if not Path(given).exists():
+            raise UserError(f"pretrained {kind} not found: {given}")
+        return Path(given), f"the {kind} {given}"
+    shipped_model = shipped.companion(teacher.path, kind)
+    if shipped_model is not None:
+        return shipped_model, f"the {kind} shipped with the teacher ({shipped_model}; its card says how it was made)"
+    return live, f"this run's short {'fit' if kind == 'pdae' else 'distillation'} ({live})"
+
+
+def _pdae(cfg: dict, out: Path, teacher: Teacher) -> dict:
     """A short PDAE fit on the frozen teacher, then reconstructions and interpolations of test images."""
-    p, model = cfg["pdae"], str(out / "pdae" / "model")
+    p = cfg["pdae"]
     pdae_fit.run(config_lib.resolve(pdae_fit.DEFAULTS, None, {
         "teacher": cfg["teacher"], "optim": {"batch_size": p["batch_size"]}, "trainer": {"max_steps": p["steps"]},
         "seed": cfg["seed"], "out": str(out / "pdae")}), resume=True)
+    model_dir, source = pretrained(p["pretrained"], teacher, "pdae", out / "pdae" / "model")
+    print(f"reconstructing and interpolating with {source}")
+    model = str(model_dir)
     steps = p["ddim_steps"]
     rec = pdae_reconstruct.run(config_lib.resolve(pdae_reconstruct.DEFAULTS, None, {
         "model": model, "teacher": cfg["teacher"], "data": {"test_size": p["test_size"]}, "encode_steps": steps,

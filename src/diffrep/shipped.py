@@ -19,3 +19,20 @@ def shipped_teacher(name: str) -> Path | None:
     """The folder of a shipped teacher's name, or None when `name` names none."""
     folder = TEACHERS / ALIASES.get(name, name)
     return folder if "/" not in name and (folder / "config.json").is_file() else None
+
+
+# Models made from a shipped teacher and shipped in its folder, so that the quickstart can show them without
+# training them: kind -> (subfolder, the file that must be there).
+COMPANIONS = {"pdae": ("pdae", "config.json"), "student": ("student", "student.safetensors")}
+
+
+def companion(teacher_folder: str | Path | None, kind: str) -> Path | None:
+    """The PDAE model folder ("pdae") or distilled student file ("student") shipped beside a teacher; None if none."""
+    if teacher_folder is None:
+        return None
+    sub, required = COMPANIONS[kind]
+    path = Path(teacher_folder) / sub / required
+    if not path.is_file():
+        return None
+    return path.parent if kind == "pdae" else path
+

@@ -8,11 +8,14 @@ QUICKSTART = {
     "samples": {"n": 64, "sampler": "ddim", "steps": 50},
     # `diffrep probe` on a subset: every default tap, four timesteps, both inputs, both baselines
     "probe": {"train_size": 2000, "test_size": 1000, "timesteps": "0,50,250,750", "pool": "gap"},
-    # `diffrep distill` with the policy, then `diffrep finetune` from its student and from random init
-    "distill": {"steps": 100, "batch_size": 64, "labels": 0.01},
+    # `diffrep distill` with the policy, then `diffrep finetune` from a distilled student and from random init. The
+    # student fine-tuned: `pretrained` (a student.safetensors), else the one shipped with the teacher, else this
+    # run's short distillation
+    "distill": {"steps": 100, "batch_size": 64, "labels": 0.01, "pretrained": None},
     "finetune": {"steps": 100, "batch_size": 64, "labels": 0.01, "test_size": 2000},
-    # `diffrep pdae fit`, then `pdae reconstruct` and `pdae interpolate` with `ddim_steps` DDIM steps
-    "pdae": {"steps": 200, "batch_size": 32, "test_size": 16, "pairs": 3, "ddim_steps": 20},
+    # `diffrep pdae fit`, then `pdae reconstruct` and `pdae interpolate` with `ddim_steps` DDIM steps, by the model
+    # `pretrained` (a PDAE model folder), else the one shipped with the teacher, else this run's short fit
+    "pdae": {"steps": 200, "batch_size": 32, "test_size": 16, "pairs": 3, "ddim_steps": 20, "pretrained": None},
     "seed": 0,
     "out": "out/quickstart",
 }
