@@ -1,15 +1,18 @@
-"""Shared fixtures: a tiny UNet teacher on disk, small image folders, the CLI in a subprocess."""
+"""Shared fixtures: a tiny UNet teacher on disk, small image folders, the CLI in this process or a fresh one."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from contextlib import contextmanager
+import io
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 import torch
 from diffusers import UNet2DModel
+
+from diffrep import cli
 
 # at most 2 threads, fewer if OMP_NUM_THREADS says so (two threads on two busy cores run ~50x slower)
 torch.set_num_threads(min(int(os.environ.get("OMP_NUM_THREADS", 2)), 2, os.cpu_count() or 1))
@@ -35,12 +38,19 @@ def tiny_teacher_dir(tmp_path_factory) -> Path:
     return path
 
 
-def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    """Run `diffrep ARGS` in a fresh interpreter, as a user would (warnings are not silenced: the console is
-    part of what the tests check)."""
-    env = dict(os.environ)
-    proc = subprocess.run([sys.executable, "-m", "diffrep.cli", *args], capture_output=True, text=True,
-                          env=env, **kwargs)
+def run_cli(*args: str, check: bool = True, fresh: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    """Run `diffrep ARGS` through `diffrep.cli.main`, its stdout and stderr captured like a process's. In this
+    process by default: a fresh interpreter would spend most of a small test importing torch, diffusers and
+    Lightning again. fresh=True runs `python -m diffrep.cli` as a user would, where the console is what a test
+    checks (warnings are then not silenced by anything of pytest's or of earlier tests)."""
+    if fresh or kwargs:
+        proc = subprocess.run([sys.executable, "-m", "diffrep.cli", *args], capture_output=True, text=True,
+                              env=dict(os.environ), **kwargs)
+    else:
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = cli.main(list(args))
+        proc = subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
     if check and proc.returncode != 0:
         raise AssertionError(f"diffrep {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc

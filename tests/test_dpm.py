@@ -1,5 +1,6 @@
 import csv
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,8 +88,12 @@ def test_sample_and_info_commands(tmp_path, tiny_teacher_dir):
     run_cli("dpm", "sample", "--teacher", str(tiny_teacher_dir), "--n", "4", "--nrow", "2", "--steps", "2",
             "--out", str(tmp_path))
     assert (tmp_path / "samples.png").is_file()
-    run_cli("dpm", "sample", "--teacher", str(tiny_teacher_dir), "--n", "2", "--sampler", "ddpm",
-            "--out", str(tmp_path / "ddpm"))
+    short = tmp_path / "short-schedule"  # DDPM sampling runs every step of the schedule: T = 50 keeps it quick
+    shutil.copytree(tiny_teacher_dir, short)
+    (short / "scheduler_config.json").write_text(json.dumps({"_class_name": "DDPMScheduler",
+                                                             "num_train_timesteps": 50}))
+    run_cli("dpm", "sample", "--teacher", str(short), "--n", "2", "--sampler", "ddpm", "--out", str(tmp_path / "ddpm"))
+    assert (tmp_path / "ddpm" / "samples.png").is_file()
     info = run_cli("teacher", "info", str(tiny_teacher_dir)).stdout
     assert "mid_block.resnets.1.conv2" in info and "32 x 2 x 2" in info and "T = 1000" in info
 

@@ -22,7 +22,7 @@ def test_quickstart_writes_info_samples_a_probe_a_distilled_student_and_a_pdae(t
             "--probe.test_size", "100", "--probe.timesteps", "0,500", "--distill.steps", "2",
             "--distill.batch_size", "16", "--finetune.steps", "2", "--finetune.batch_size", "16",
             "--finetune.test_size", "100", "--pdae.steps", "2", "--pdae.batch_size", "8", "--pdae.test_size", "4",
-            "--pdae.pairs", "1", "--pdae.ddim_steps", "2", "--out", str(tmp_path))
+            "--pdae.pairs", "1", "--pdae.ddim_steps", "2", "--out", str(tmp_path), fresh=True)
     assert "mid_block.resnets.1.conv2" in (tmp_path / "teacher_info.txt").read_text()
     assert (tmp_path / "samples.png").stat().st_size > 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())

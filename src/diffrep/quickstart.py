@@ -55,7 +55,8 @@ def run(cfg: dict) -> dict:
     distill_cfg = config_lib.resolve(distill.DEFAULTS, None, {
         "teacher": cfg["teacher"], "student": student, "data": {"labels": d["labels"]},
         "optim": {"batch_size": d["batch_size"]}, "trainer": {"max_steps": d["steps"]}, "seed": cfg["seed"],
-        "out": str(out / "distill")})
+        # the students' linear probes on as many images as the teacher's probe above (distill's default is 10k)
+        "probe": {"train_size": p["train_size"], "test_size": p["test_size"]}, "out": str(out / "distill")})
     distilled = distill.run(distill_cfg, resume=True)
     student_file, source = pretrained(d["pretrained"], teacher, "student", out / "distill" / "student.safetensors")
     print(f"fine-tuning {source}")
