@@ -21,10 +21,10 @@ from diffrep.pdae import interpolate as pdae_interpolate
 from diffrep.pdae import reconstruct as pdae_reconstruct
 from diffrep.probe import command as probe_command
 from diffrep.repfusion import distill
+from diffrep.run_dir import write_metrics
 from diffrep.tasks import finetune
 from diffrep.teacher import Teacher, teacher_from_config
 from diffrep.teacher.info import describe
-from diffrep.train import write_metrics
 
 DEFAULTS = options.QUICKSTART
 

@@ -4,6 +4,7 @@ Everything here is plain Python (no torch), so a bad --out is reported at once.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -69,3 +70,14 @@ def honour_umask(path: str | Path) -> Path:
     for file in [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]:
         file.chmod(0o666 & ~mask)
     return path
+
+
+def write_metrics(out: str | Path, metrics: dict) -> dict:
+    """OUT/metrics.json: a flat object of numbers, merged with what the run wrote before, replaced atomically."""
+    path = Path(out) / "metrics.json"
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    merged.update({k: (float(v) if not isinstance(v, (int, str)) else v) for k, v in metrics.items()})
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return merged

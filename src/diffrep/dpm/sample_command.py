@@ -6,9 +6,9 @@ from pathlib import Path
 
 from diffrep.dpm.sample import sample, save_grid
 from diffrep.options import dpm as options
+from diffrep.run_dir import write_metrics
 from diffrep.teacher import teacher_from_config
 from diffrep.teacher.schedule import check_sampler
-from diffrep.train import write_metrics
 
 DEFAULTS = options.SAMPLE
 

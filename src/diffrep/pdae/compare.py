@@ -21,7 +21,7 @@ from diffrep.errors import UserError
 from diffrep.options import pdae as options
 from diffrep.pdae.evaluation import FILE, read_rows
 from diffrep.report.plots import plt
-from diffrep.train import write_metrics
+from diffrep.run_dir import write_metrics
 
 DEFAULTS = options.COMPARE
 

@@ -26,7 +26,7 @@ from diffrep.pdae.encoder import SemanticEncoder
 from diffrep.probe.linear import probe
 from diffrep.report.plots import plt
 from diffrep.run_dir import honour_umask
-from diffrep.train import write_metrics
+from diffrep.run_dir import write_metrics
 
 DEFAULTS = options.ENCODE
 

@@ -33,7 +33,7 @@ from diffrep.options import pdae as options
 from diffrep.pdae import app
 from diffrep.pdae.shift import eps_and_gradient, posterior_mean, predicted_x0, shift_coefficient
 from diffrep.report.plots import curves_vs_t
-from diffrep.train import write_metrics
+from diffrep.run_dir import write_metrics
 
 DEFAULTS = options.GAP
 

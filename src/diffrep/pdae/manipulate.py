@@ -27,7 +27,7 @@ from diffrep.options import pdae as options
 from diffrep.pdae import app, ddim
 from diffrep.pdae.encode import z_statistics
 from diffrep.probe.linear import fit_logistic
-from diffrep.train import write_metrics
+from diffrep.run_dir import write_metrics
 
 DEFAULTS = options.MANIPULATE
 

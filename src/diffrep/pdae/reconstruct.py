@@ -25,7 +25,7 @@ from diffrep.errors import UserError
 from diffrep.options import pdae as options
 from diffrep.pdae import app, ddim
 from diffrep.pdae.quality import image_metrics
-from diffrep.train import write_metrics
+from diffrep.run_dir import write_metrics
 
 DEFAULTS = options.RECONSTRUCT
 

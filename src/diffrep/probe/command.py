@@ -20,8 +20,8 @@ from diffrep.probe.sweep import COLUMNS, best, parse_inputs, parse_taps, parse_t
 from diffrep.probe.sweep import run as sweep
 from diffrep.probe.workers import Workers, default_workers
 from diffrep.report.plots import curves_vs_t, heatmap
+from diffrep.run_dir import write_metrics
 from diffrep.teacher import Teacher, teacher_from_config
-from diffrep.train import write_metrics
 
 DEFAULTS = options.PROBE_COMMAND
 

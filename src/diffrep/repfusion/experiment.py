@@ -35,9 +35,9 @@ from diffrep.probe import best as best_probe
 from diffrep.probe import run as probe_run
 from diffrep.repfusion import distill
 from diffrep.report.plots import grouped_bars
+from diffrep.run_dir import write_metrics
 from diffrep.tasks import finetune
 from diffrep.teacher import teacher_from_config
-from diffrep.train import write_metrics
 
 # task -> (metrics.json key, table name, how to read it)
 METRICS = {"classify": ("test_accuracy", "accuracy", "classify: top-1 accuracy, higher is better"),

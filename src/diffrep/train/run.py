@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import warnings
 from pathlib import Path
@@ -20,6 +19,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from diffrep import config as config_lib
 from diffrep import console
 from diffrep.errors import UserError
+from diffrep.run_dir import write_metrics  # noqa: F401  (diffrep.train.write_metrics)
 from diffrep.options import blocks
 from diffrep.train.checkpoint_io import AtomicCheckpointIO
 
@@ -104,15 +104,6 @@ def prepare_run(out: str | Path, cfg: dict, resume: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     _write_text(out / "config.yaml", config_lib.dump(cfg))
     return out
-
-
-def write_metrics(out: str | Path, metrics: dict) -> dict:
-    """metrics.json: a flat object of numbers, merged with what the run wrote before."""
-    path = Path(out) / "metrics.json"
-    merged = json.loads(path.read_text()) if path.exists() else {}
-    merged.update({k: (float(v) if not isinstance(v, (int, str)) else v) for k, v in metrics.items()})
-    _write_text(path, json.dumps(merged, indent=2, sort_keys=True) + "\n")
-    return merged
 
 
 def build_trainer(tcfg: dict, out: Path, callbacks: list | None = None) -> L.Trainer:
