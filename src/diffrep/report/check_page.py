@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     broken = 0
     for page in pages:
-        result = check(page, args.screenshot if page == pages[0] else None, exe)
+        try:
+            result = check(page, args.screenshot if page == pages[0] else None, exe)
+        except (RuntimeError, subprocess.TimeoutExpired) as err:
+            print(f"check_page: {err}", file=sys.stderr)
+            return 2
         broken += result["broken"]
         print(f"{page}: {result['images']} images, {result['broken']} broken")
     return 1 if broken else 0
