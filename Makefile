@@ -35,6 +35,9 @@ bench: setup
 	$(PY) benchmarks/teacher_features.py
 	$(PY) benchmarks/distill_step.py
 	$(PY) benchmarks/pdae_step.py
+	$(PY) benchmarks/cli_start.py
+	$(PY) benchmarks/probe_grid.py
+	$(PY) benchmarks/features_memory.py
 
 clean:
 	rm -rf out .pytest_cache
