@@ -1,4 +1,5 @@
 """PDAE applications: DDIM encode / decode, the gap, the in-training evaluation and every sub-command end to end."""
+import csv
 import json
 import time
 
@@ -19,7 +20,8 @@ from diffrep.teacher.schedule import ddpm_scheduler
 from diffrep.train import TimedModule
 from test_pdae import tiny_cfg
 
-TINY_EVAL = {"eval.every_n_steps": 1, "eval.images": 8, "eval.steps": 2}
+TINY_EVAL = {"eval.every_n_steps": 1, "eval.images": 8, "eval.steps": 2, "eval.probe_every_n_steps": 2,
+             "eval.probe_train_size": 60, "eval.probe_test_size": 30}
 TINY_APP = ["--data.test_size", "20", "--progress_bar", "false"]
 
 
@@ -128,6 +130,11 @@ def test_fit_records_the_in_training_evaluation_and_resumes_it(models, tiny_teac
     fit.run(tiny_cfg(fit, tiny_teacher_dir, models / "pdae", **{"trainer.max_steps": 4, **TINY_EVAL}), resume=True)
     rows = read_rows(models / "pdae" / "eval.csv")
     assert [r["step"] for r in rows] == [0, 1, 2, 3, 4] and rows[3]["train_seconds"] < 99
+    # the z probe every 2 steps: the EMA encoder against one untrained encoder, computed once
+    probes = list(csv.DictReader((models / "pdae" / "z_probe.csv").open()))
+    assert [int(r["step"]) for r in probes] == [0, 2, 4] and len({r["untrained_z_probe"] for r in probes}) == 1
+    assert all(0 < float(r["z_probe"]) <= 1 for r in probes) and (models / "pdae" / "z_probe.png").is_file()
+    assert json.loads((models / "pdae" / "metrics.json").read_text())["eval_z_probe"] == float(probes[-1]["z_probe"])
 
 
 def test_compare_finds_the_time_to_the_same_mse(tmp_path):

@@ -109,8 +109,14 @@ DPM_EVAL_RULES = {"eval.every_n_steps": "int>=0", "eval.t": "int>=0", "eval.inpu
 
 PDAE_EVAL = {"every_n_steps": 0,  # 0: off; N: evaluate every N steps and at the end (OUT/eval.csv)
              "images": 64,        # a fixed, seeded test subset
-             "steps": 20}         # DDIM decoding steps from the fixed random x_T
-PDAE_EVAL_RULES = {"eval.every_n_steps": "int>=0", "eval.images": "int>=1", "eval.steps": "int>=1"}
+             "steps": 20,         # DDIM decoding steps from the fixed random x_T
+             # a linear probe of z (EMA encoder against an untrained one) every N steps, to OUT/z_probe.csv; 0: off
+             "probe_every_n_steps": 0,
+             "probe_train_size": 10000,  # stratified train and test subsets for that probe
+             "probe_test_size": 2000}
+PDAE_EVAL_RULES = {"eval.every_n_steps": "int>=0", "eval.images": "int>=1", "eval.steps": "int>=1",
+                   "eval.probe_every_n_steps": "int>=0", "eval.probe_train_size": "int>=1",
+                   "eval.probe_test_size": "int>=1"}
 
 APP_DATA = {"name": None,         # null: the data set the model was trained on (else fashion-mnist)
             "root": None, "resolution": None, "channels": None, "fit": "auto",  # null size: the teacher's

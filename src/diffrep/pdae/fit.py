@@ -8,7 +8,8 @@ Writes OUT/model/ (model.safetensors: the EMA encoder and estimator; config.json
 the data set; read it with `diffrep.pdae.load_autoencoder`), metrics.json (final_loss, final_mse, steps,
 train_seconds, parameters; eval_random_xT_mse with eval on), config.yaml, TensorBoard + CSV logs and checkpoints
 (--resume). With eval.every_n_steps > 0, OUT/eval.csv records the EMA model's random-x_T MSE against training
-time (evaluation.py); the evaluations' own time is not in train_seconds.
+time (evaluation.py); with eval.probe_every_n_steps > 0, OUT/z_probe.csv the linear probe of z against an
+untrained encoder's (z_probe_eval.py). The evaluations' own time is not in train_seconds.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from diffrep.pdae.encoder import SemanticEncoder
 from diffrep.pdae.estimator import GradientEstimator
 from diffrep.pdae.evaluation import RandomXTEvaluation
 from diffrep.pdae.evaluation import check as check_eval
+from diffrep.pdae.z_probe_eval import ZProbeEvaluation
 from diffrep.pdae.module import PDAEModule
 from diffrep.pdae.precision import use_precision
 from diffrep.pdae.unet_parts import check_config, time_embedding_dim
@@ -71,14 +73,26 @@ def evaluation_callback(cfg: dict, out) -> RandomXTEvaluation | None:
                               cfg["seed"])
 
 
+def z_probe_callback(cfg: dict, out) -> ZProbeEvaluation | None:
+    """The in-training linear probe of z on seeded stratified subsets, or None when eval.probe_every_n_steps is 0."""
+    options = cfg["eval"]
+    if not options["probe_every_n_steps"]:
+        return None
+    plain = {**cfg["data"], "hflip": False, "labels": 1.0}
+    train = data_lib.load({**plain, "train_size": options["probe_train_size"]}, "train")
+    test = data_lib.load({**plain, "test_size": options["probe_test_size"]}, "test")
+    return ZProbeEvaluation(out, data_lib.check_classes(train, "train"), data_lib.check_classes(test, "test"),
+                            options["probe_every_n_steps"], cfg["seed"])
+
+
 def train_and_save(cfg: dict, resume: bool, module: PDAEModule, train: data_lib.ImageSet, what: str) -> dict:
     """Shared by PDAE and the Diff-AE baseline: train, then save the EMA model and the metrics."""
     out = prepare_run(cfg["out"], cfg, resume)  # after every check, so a bad option leaves no run directory
     params = sum(p.numel() for p in module.model.parameters())
     print(f"training {what} ({params / 1e6:.2f}M trainable parameters, z_dim {cfg['z_dim']}) on {len(train)} "
           f"{cfg['data']['name']} images for {cfg['trainer']['max_steps']} steps -> {out}")
-    evaluation = evaluation_callback(cfg, out)
-    trainer = fit(module, cfg["trainer"], out, resume, callbacks=[evaluation] if evaluation else None)
+    evaluation, z_probe = evaluation_callback(cfg, out), z_probe_callback(cfg, out)
+    trainer = fit(module, cfg["trainer"], out, resume, callbacks=[c for c in (evaluation, z_probe) if c] or None)
     if not trainer.is_global_zero:  # with several devices, one process saves
         return {}
     teacher = module.teacher
@@ -89,7 +103,8 @@ def train_and_save(cfg: dict, resume: bool, module: PDAEModule, train: data_lib.
     metrics = write_metrics(out, {**module.final_metrics(), "steps": module.global_step,
                                   "train_seconds": module.train_seconds, "parameters": params,
                                   "world_size": trainer.world_size,
-                                  **({"eval_random_xT_mse": evaluation.last} if evaluation else {})})
+                                  **({"eval_random_xT_mse": evaluation.last} if evaluation else {}),
+                                  **({f"eval_{key}": value for key, value in z_probe.last.items()} if z_probe else {})})
     print(f"saved the EMA model to {model_dir}")
     return metrics
 
