@@ -32,7 +32,7 @@ CONFIGURED = {
     ("distill",): ("diffrep.repfusion.distill", "repfusion:DISTILL",
                    "RepFusion: distil a teacher's features into a student", True),
     ("experiment", "repfusion"): ("diffrep.repfusion.experiment", "repfusion:EXPERIMENT",
-                                  "RepFusion vs random init: every variant x label fraction x seed, one table", False),
+                                  "RepFusion vs random init: every variant x label fraction x seed, one table", True),
     ("pdae", "fit"): ("diffrep.pdae.fit", "pdae:FIT",
                       "PDAE: learn a semantic encoder and a gradient estimator on a frozen DPM", True),
     ("pdae", "fit-diffae"): ("diffrep.pdae.baseline", "pdae:FIT_DIFFAE",

@@ -8,7 +8,8 @@ the students' SGD at lr 0.05 drives this network (GroupNorm, trained with Adam a
 network with random weights is the baseline. If the DPM's own weights give little over random weights here, no
 student distilled from its features can be expected to gain much more.
 
-    OMP_NUM_THREADS=1 python docs/results/repfusion-pilot/teacher_encoder_finetune.py [--t 10] [--seeds 0,1,2]
+    OMP_NUM_THREADS=1 python docs/results/repfusion-pilot/teacher_encoder_finetune.py [--t 10] [--seeds 0,1,2] \
+        [--teacher fashion-mnist-v1] [--out results.json]
 """
 import argparse
 import json
@@ -41,9 +42,10 @@ class EncoderClassifier(nn.Module):
         return self.fc(u.mid_block(h, emb).mean((2, 3)))
 
 
-def run(init: str, t: int, seed: int, train, test, steps=500, batch=64, lr=1e-3, warmup=50) -> tuple[float, float]:
+def run(init: str, t: int, seed: int, train, test, steps=500, batch=64, lr=1e-3, warmup=50,
+        teacher_path=None) -> tuple[float, float]:
     torch.manual_seed(seed)
-    teacher = load_teacher()
+    teacher = load_teacher(teacher_path)
     unet = teacher.unet if init == "teacher" else UNet2DModel(**teacher.unet.config)
     net = EncoderClassifier(unet, t, 10).train()
     for p in net.parameters():
@@ -74,13 +76,14 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--labels", type=float, default=0.01)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--teacher", default=None, help="a UNet2DModel folder or shipped name (default: the shipped one)")
     a = ap.parse_args()
     cfg = {**data_lib.DATA_DEFAULTS, "name": "fashion-mnist"}
     full, test = data_lib.load(cfg, "train"), data_lib.load(cfg, "test")
     results = {}
     for init in ("teacher", "random"):
         for seed in map(int, a.seeds.split(",")):
-            acc, loss = run(init, a.t, seed, data_lib.labelled(full, a.labels, seed), test)
+            acc, loss = run(init, a.t, seed, data_lib.labelled(full, a.labels, seed), test, teacher_path=a.teacher)
             results[f"{init}_seed{seed}"] = acc
             print(f"{init} init, seed {seed}: test accuracy {acc:.4f} (final train loss {loss:.3f})", flush=True)
     for init in ("teacher", "random"):
@@ -88,7 +91,7 @@ def main():
         print(f"{init} init: {100 * accs.mean():.2f} +/- {100 * accs.std():.2f}")
     if a.out:
         with open(a.out, "w") as fh:
-            json.dump({"t": a.t, "labels": a.labels, **results}, fh, indent=2)
+            json.dump({"teacher": a.teacher, "t": a.t, "labels": a.labels, **results}, fh, indent=2)
 
 
 if __name__ == "__main__":
