@@ -48,7 +48,24 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-class RandomXTEvaluation(Callback):
+class PeriodicEvaluation(Callback):
+    """Calls `evaluate(trainer, pl_module)` every `self.every` optimizer steps and when training ends (the subclass
+    evaluates step 0 in on_train_start and skips steps it has already done)."""
+
+    every: int
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step % self.every == 0:
+            self.evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        self.evaluate(trainer, pl_module)
+
+    def evaluate(self, trainer, pl_module) -> None:
+        raise NotImplementedError
+
+
+class RandomXTEvaluation(PeriodicEvaluation):
     def __init__(self, out: str | Path, images: torch.Tensor, every_n_steps: int, steps: int, seed: int):
         """images: the fixed test subset in [-1, 1]; x_T is drawn once from `seed`."""
         self.path, self.images, self.every, self.steps = Path(out) / FILE, images, every_n_steps, steps
@@ -66,13 +83,6 @@ class RandomXTEvaluation(Callback):
         self.last = rows[-1]["random_xT_mse"] if rows else None
         if trainer.global_step == 0:
             self.evaluate(trainer, pl_module)  # the starting point: for PDAE, the teacher alone (G = 0)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step % self.every == 0:
-            self.evaluate(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        self.evaluate(trainer, pl_module)
 
     @torch.no_grad()
     def random_xt_mse(self, pl_module) -> float:

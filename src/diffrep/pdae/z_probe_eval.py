@@ -15,12 +15,12 @@ import csv
 from pathlib import Path
 
 import torch
-from lightning.pytorch.callbacks import Callback
 
 from diffrep.data import ImageSet
 from diffrep.options import blocks
 from diffrep.pdae.app import encode_z
 from diffrep.pdae.encode import untrained_encoder
+from diffrep.pdae.evaluation import PeriodicEvaluation
 from diffrep.probe.linear import probe
 from diffrep.report.plots import curves
 
@@ -37,7 +37,7 @@ def _rows(path: Path) -> list[dict]:
                  "untrained_z_probe": float(r["untrained_z_probe"])} for r in csv.DictReader(fh)]
 
 
-class ZProbeEvaluation(Callback):
+class ZProbeEvaluation(PeriodicEvaluation):
     def __init__(self, out: str | Path, train: ImageSet, test: ImageSet, every_n_steps: int, seed: int = 0):
         self.out, self.train, self.test, self.every, self.seed = Path(out), train, test, every_n_steps, seed
         self.options = {**blocks.PROBE, "num_classes": len(train.classes)}
@@ -53,13 +53,6 @@ class ZProbeEvaluation(Callback):
             self.untrained = self.rows[-1]["untrained_z_probe"]
         if trainer.global_step == 0:
             self.evaluate(trainer, pl_module)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step % self.every == 0:
-            self.evaluate(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        self.evaluate(trainer, pl_module)
 
     @torch.no_grad()
     def accuracy(self, encoder: torch.nn.Module, device: torch.device) -> float:
