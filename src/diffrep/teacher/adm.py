@@ -137,31 +137,21 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bts,bcs->bct", weight, v)
 
 
-class QKVAttentionLegacy(nn.Module):
-    """The qkv channels are split into heads first, then into q, k, v (improved-diffusion's order)."""
-
-    def __init__(self, n_heads: int):
-        super().__init__()
-        self.n_heads = n_heads
-
-    def forward(self, qkv: torch.Tensor) -> torch.Tensor:
-        batch, width, length = qkv.shape
-        ch = width // (3 * self.n_heads)
-        q, k, v = qkv.reshape(batch * self.n_heads, 3 * ch, length).split(ch, dim=1)
-        return _attend(q, k, v).reshape(batch, -1, length)
-
-
 class QKVAttention(nn.Module):
-    """The qkv channels are split into q, k, v first, then into heads (use_new_attention_order)."""
+    """Multi-head attention over (B, 3 * heads * C, T) qkv. Legacy order (improved-diffusion): the channels split
+    into heads first, then into q, k, v; new order (use_new_attention_order): into q, k, v first, then heads."""
 
-    def __init__(self, n_heads: int):
+    def __init__(self, n_heads: int, new_order: bool = False):
         super().__init__()
-        self.n_heads = n_heads
+        self.n_heads, self.new_order = n_heads, new_order
 
     def forward(self, qkv: torch.Tensor) -> torch.Tensor:
         batch, width, length = qkv.shape
         ch = width // (3 * self.n_heads)
-        q, k, v = (part.reshape(batch * self.n_heads, ch, length) for part in qkv.chunk(3, dim=1))
+        if self.new_order:
+            q, k, v = (part.reshape(batch * self.n_heads, ch, length) for part in qkv.chunk(3, dim=1))
+        else:
+            q, k, v = qkv.reshape(batch * self.n_heads, 3 * ch, length).split(ch, dim=1)
         return _attend(q, k, v).reshape(batch, -1, length)
 
 
@@ -177,7 +167,7 @@ class AttentionBlock(nn.Module):
             num_heads = channels // num_head_channels
         self.norm = GroupNorm32(channels)
         self.qkv = nn.Conv1d(channels, 3 * channels, 1)
-        self.attention = (QKVAttention if use_new_attention_order else QKVAttentionLegacy)(num_heads)
+        self.attention = QKVAttention(num_heads, use_new_attention_order)
         self.proj_out = zeroed(nn.Conv1d(channels, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
