@@ -77,7 +77,14 @@ def write_metrics(out: str | Path, metrics: dict) -> dict:
     path = Path(out) / "metrics.json"
     merged = json.loads(path.read_text()) if path.exists() else {}
     merged.update({k: (float(v) if not isinstance(v, (int, str)) else v) for k, v in metrics.items()})
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(merged, indent=2, sort_keys=True) + "\n")
     return merged
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`: readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path

@@ -27,7 +27,7 @@ from safetensors.numpy import save_file
 from diffrep import __version__
 from diffrep.errors import UserError
 from diffrep.probe.features import FULL, parse_pool, pool_map, pooled_shape
-from diffrep.run_dir import honour_umask
+from diffrep.run_dir import honour_umask, write_text_atomic
 
 MANIFEST = "manifest.json"
 DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -53,10 +53,7 @@ def pass_key(kind: str, mode: str, t: int, split: str) -> str:
 
 
 def write_json(path: Path, obj: dict) -> None:
-    """Atomically: a temporary file beside the target, then a rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1) + "\n")
 
 
 def npy_path(root: Path, kind: str, mode: str, t: int, tap: str, pool: str, split: str) -> Path:

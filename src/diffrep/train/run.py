@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import warnings
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from diffrep import config as config_lib
 from diffrep import console
 from diffrep.errors import UserError
 from diffrep.run_dir import write_metrics  # noqa: F401  (diffrep.train.write_metrics)
+from diffrep.run_dir import write_text_atomic
 from diffrep.options import blocks
 from diffrep.train.checkpoint_io import AtomicCheckpointIO
 
@@ -89,12 +89,6 @@ def checkpoint_path(out: Path) -> Path:
     return Path(out) / "checkpoints" / LAST
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def prepare_run(out: str | Path, cfg: dict, resume: bool = False) -> Path:
     """Create the run directory and write the resolved config; refuse to overwrite a run by accident."""
     out = Path(out)
@@ -102,7 +96,7 @@ def prepare_run(out: str | Path, cfg: dict, resume: bool = False) -> Path:
         raise UserError(f"{out} already holds a run (checkpoints/{LAST}); pass --resume to continue it, "
                         f"--overwrite to start again, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    _write_text(out / "config.yaml", config_lib.dump(cfg))
+    write_text_atomic(out / "config.yaml", config_lib.dump(cfg))
     return out
 
 
