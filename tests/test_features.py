@@ -11,6 +11,7 @@ from diffrep import data as data_lib
 from diffrep.errors import UserError
 from diffrep.probe import command, extract_pools, store_command
 from diffrep.probe.store import FeatureStore, ShardWriter, npy_path, shard_path
+from diffrep.probe.workers import Workers, default_workers
 from diffrep.teacher import load_teacher
 
 DATA = {**store_command.DEFAULTS["data"], "name": "digits", "train_size": 120, "test_size": 60}
@@ -67,8 +68,11 @@ def test_store_layout_manifest_and_shapes(stored, tiny_teacher_dir):
     assert grid.shape == (60, 32, 2, 2)
     teacher = load_teacher(tiny_teacher_dir)
     reader = FeatureStore(stored / "store")
-    live = extract_pools(teacher, data_lib.load(teacher.data_config(DATA), "test"), 500, ["mid_block"], "noised",
-                         ["grid:2"], batch_size=32, split="test")["grid:2"]["mid_block"]
+    # the store's worker threads (channels_last copies when torch has 2+ threads) round differently from a plain
+    # forward, so the live side runs through the same workers
+    with Workers(default_workers(teacher)) as workers:
+        live = extract_pools(teacher, data_lib.load(teacher.data_config(DATA), "test"), 500, ["mid_block"], "noised",
+                             ["grid:2"], batch_size=32, split="test", workers=workers)["grid:2"]["mid_block"]
     torch.testing.assert_close(torch.from_numpy(grid).flatten(1), live, rtol=0, atol=0)
     torch.testing.assert_close(reader.read("trained", "noised", 500, "mid_block", "grid:2", "test"), live,
                                rtol=0, atol=0)
