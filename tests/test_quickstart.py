@@ -38,6 +38,7 @@ def test_quickstart_writes_info_samples_a_probe_a_distilled_student_and_a_pdae(t
     assert 0 < metrics["pdae_random_xT_mse"] < 1 and -1 <= metrics["pdae_inferred_ssim"] <= 1
     noise = [line for line in (proc.stdout + proc.stderr).splitlines() if re.search(r"Warning|Tip|deprecated", line)]
     assert not noise, noise
+    assert "it/s" not in proc.stdout + proc.stderr  # progress bars only on a terminal: a log file gets no redraws
     pages = sorted(tmp_path.rglob("index.html"))
     assert (tmp_path / "index.html") in pages and len(pages) >= 7  # the quickstart's page and one per stage
     if shutil.which("chromium"):  # every page, as a browser draws it

@@ -51,8 +51,13 @@ def progress_enabled(requested: bool = True) -> bool:
     return requested and LEVEL != "quiet"
 
 
+def tqdm_disable(show: bool = True) -> bool | None:
+    """tqdm's `disable` for a bar drawn when `show`, unless --quiet, and only on a terminal (None: tqdm checks)."""
+    return None if progress_enabled(show) else True
+
+
 def bar(iterable, show: bool = True, **kwargs):
     """A tqdm progress bar over `iterable`, drawn when `show`, unless --quiet, and only on a terminal."""
     from tqdm.auto import tqdm  # imported here: the CLI imports this module before any heavy work
 
-    return tqdm(iterable, disable=None if progress_enabled(show) else True, **kwargs)
+    return tqdm(iterable, disable=tqdm_disable(show), **kwargs)

@@ -17,7 +17,7 @@ def sample(unet: UNet2DModel, scheduler, n: int, sampler: str = "ddim", steps: i
     """n images in [-1, 1], (n, C, H, W)."""
     sched = sampler_scheduler(scheduler, sampler)
     pipe = (DDIMPipeline if sampler == "ddim" else DDPMPipeline)(unet=unet.eval(), scheduler=sched)
-    pipe.set_progress_bar_config(disable=not console.progress_enabled(progress), desc=f"{sampler} sampling")
+    pipe.set_progress_bar_config(disable=console.tqdm_disable(progress), desc=f"{sampler} sampling")
     kwargs = {"num_inference_steps": steps if sampler == "ddim" else len(sched.alphas_cumprod)}
     images = pipe(batch_size=n, generator=torch.Generator().manual_seed(seed), output_type="np", **kwargs).images
     return torch.from_numpy(images).permute(0, 3, 1, 2) * 2 - 1

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 import warnings
 from pathlib import Path
 
@@ -104,7 +105,9 @@ def build_trainer(tcfg: dict, out: Path, callbacks: list | None = None) -> L.Tra
     out = Path(out)
     callbacks = list(callbacks or []) + [StepCheckpoint(out / "checkpoints", tcfg["checkpoint_every_n_steps"])]
     console.quiet_libraries()
-    if console.progress_enabled(tcfg["progress_bar"]):
+    # like diffrep's own bars, only on a terminal: in a log file every redraw would be a line of its own
+    show_bar = console.progress_enabled(tcfg["progress_bar"]) and sys.stdout.isatty()
+    if show_bar:
         callbacks.append(StepProgressBar(refresh_rate=max(1, tcfg["log_every_n_steps"] // 5)))
     return L.Trainer(
         max_steps=tcfg["max_steps"], max_epochs=-1,
@@ -113,7 +116,7 @@ def build_trainer(tcfg: dict, out: Path, callbacks: list | None = None) -> L.Tra
         gradient_clip_val=tcfg["gradient_clip_val"],
         logger=[TensorBoardLogger(out, name="logs", version=""), RunCSVLogger(out, name="logs", version="")],
         callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-        enable_checkpointing=False, enable_progress_bar=console.progress_enabled(tcfg["progress_bar"]),
+        enable_checkpointing=False, enable_progress_bar=show_bar,
         enable_model_summary=False, log_every_n_steps=tcfg["log_every_n_steps"],
         num_sanity_val_steps=0, limit_val_batches=0,
     )
