@@ -13,7 +13,7 @@ V1_IMAGES = 6100 * 32  # v1's own training, before any of these runs
 # name: (csv, images seen before the csv's step 0)
 RUNS = {"v1 continued, cosine (long run, lost at step 2,000)": ("long-run-eval.csv", V1_IMAGES),
         "v1 continued: the tail from the step-2,000 EMA": ("tail-from-2000-eval.csv", V1_IMAGES + 2000 * 32),
-        "wide UNet (6.05M) from scratch, cosine": ("wide-eval.csv", 0)}
+        "wide UNet (6.09M) from scratch, cosine": ("wide-eval.csv", 0)}
 PROBES = [("gap", "600"), ("gap", "10000"), ("grid:2", "600"), ("grid:2", "10000")]
 
 fig, axes = plt.subplots(1, len(PROBES), figsize=(17, 4.2), layout="constrained")
