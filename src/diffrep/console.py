@@ -51,6 +51,12 @@ def progress_enabled(requested: bool = True) -> bool:
     return requested and LEVEL != "quiet"
 
 
+def bar_on_terminal(show: bool, stream=None) -> bool:
+    """Whether a bar that writes to `stream` (default stdout, as Lightning's) is drawn: as `tqdm_disable`, only on
+    a terminal."""
+    return progress_enabled(show) and (stream or sys.stdout).isatty()
+
+
 def tqdm_disable(show: bool = True) -> bool | None:
     """tqdm's `disable` for a bar drawn when `show`, unless --quiet, and only on a terminal (None: tqdm checks)."""
     return None if progress_enabled(show) else True

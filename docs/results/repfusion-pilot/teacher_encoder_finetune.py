@@ -100,10 +100,10 @@ def main():
     seeds, lrs = [int(s) for s in a.seeds.split(",")], [float(r) for r in a.lrs.split(",")]
     train = {seed: data_lib.labelled(full, a.labels, seed) for seed in seeds}
     results, chosen = {}, {}
+    val = validation(full, a.labels, seeds) if len(lrs) > 1 else None
     for init in ("teacher", "random"):
         chosen[init] = lrs[0]
-        if len(lrs) > 1:
-            val = validation(full, a.labels, seeds)
+        if val is not None:
             scores, tested = {}, {}
             for lr in lrs:
                 net, loss = run(init, a.t, seeds[0], train[seeds[0]], lr=lr, teacher_path=a.teacher)

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import csv
-import sys
 import warnings
 from pathlib import Path
 
@@ -105,8 +104,7 @@ def build_trainer(tcfg: dict, out: Path, callbacks: list | None = None) -> L.Tra
     out = Path(out)
     callbacks = list(callbacks or []) + [StepCheckpoint(out / "checkpoints", tcfg["checkpoint_every_n_steps"])]
     console.quiet_libraries()
-    # like diffrep's own bars, only on a terminal: in a log file every redraw would be a line of its own
-    show_bar = console.progress_enabled(tcfg["progress_bar"]) and sys.stdout.isatty()
+    show_bar = console.bar_on_terminal(tcfg["progress_bar"])  # in a log file every redraw would be a line
     if show_bar:
         callbacks.append(StepProgressBar(refresh_rate=max(1, tcfg["log_every_n_steps"] // 5)))
     return L.Trainer(
