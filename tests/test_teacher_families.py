@@ -459,7 +459,8 @@ def test_hub_ids_come_from_the_local_cache_only(tiny_teacher_dir, tmp_path, monk
     assert f"not in the Hugging Face cache ({tmp_path / 'hub'}" in err and "hf download diffrep-test/not-cached" in err
 
 
-def test_pdae_refuses_other_families(teachers):
+@pytest.mark.parametrize("family", ["latent-unet", "dit"])
+def test_pdae_refuses_the_latent_families(teachers, family):
     from diffrep.pdae.fit import resolve
-    with pytest.raises(UserError, match="PDAE supports UNet2DModel teachers only; .* is a dit teacher"):
-        resolve({"data": {}}, teachers["dit"])
+    with pytest.raises(UserError, match=f"PDAE supports diffusers UNet2DModel and ADM .* is a {family} teacher"):
+        resolve({"data": {}}, teachers[family])

@@ -4,7 +4,7 @@ from __future__ import annotations
 from diffrep.options.blocks import DATA, DATA_RULES, PROBE, PROBE_RULES
 
 PROBE_COMMAND = {
-    "teacher": None,            # diffusers UNet2DModel directory; default: the shipped teacher
+    "teacher": None,            # a teacher of any family (see diffrep teacher info); default: the shipped one
     "data": {**DATA, "resolution": None, "channels": None},  # null: the teacher's
     "timesteps": None,          # list or "0,10,50"; null: 0,10,50,100,250,500,750,999 (scaled to T)
     "taps": None,               # list or "mid_block,up_blocks.0"; null: one per stage (see default_taps)
@@ -26,7 +26,7 @@ PROBE_COMMAND_RULES = {**DATA_RULES, **PROBE_RULES, "timesteps": "ints>=0|null",
                        "batch_size": "int>=1", "random_teacher": "bool", "progress_bar": "bool", "seed": "int>=0"}
 
 FEATURES = {
-    "teacher": None,            # diffusers UNet2DModel directory; default: the shipped teacher
+    "teacher": None,            # a teacher of any family (see diffrep teacher info); default: the shipped one
     # null: the teacher's; no labels or hflip (a label fraction is the probe's: diffrep probe --data.labels)
     "data": {**{k: v for k, v in DATA.items() if k not in ("labels", "hflip")}, "resolution": None, "channels": None},
     "splits": ["train", "test"],  # the splits to store (list or "train,test")

@@ -10,7 +10,10 @@ The method as implemented (section numbers are those of reference/pdae.md, which
   mid block + up blocks + output layers that mirror the teacher's config, in which every residual block has a
   nested adaptive group norm (zblock.py): h = (GN(h) (1 + scale_t) + shift_t) (1 + scale_z) + shift_z, with
   (scale_t, shift_t) = Linear(SiLU(t_emb)), (scale_z, shift_z) = Linear(SiLU(z_emb)), z_emb = Linear(z).
-  Attention blocks are not conditioned. The output conv is zero, so G = 0 at init.
+  Attention blocks are not conditioned. The output conv is zero, so G = 0 at init. On an ADM (guided-diffusion)
+  teacher, the reference's own architecture, adm_parts.py builds exactly the official ShiftUNet: time_embed and
+  input_blocks frozen, new middle and output blocks with ResBlockShift, label_emb = Linear(z); backbone.py picks
+  the family's halves.
 - The shift (shift.py, 1.3), in the official code's sign convention:
       shift_coef_t = -sqrt(alpha_t) (1 - abar_{t-1}) / sqrt(1 - abar_t)
       eps_hat = eps_theta(x_t, t) + shift_coef_t G(x_t, z, t),
@@ -40,15 +43,18 @@ Deviations, and why:
   own resnets add the time embedding (diffusers' resnet_time_scale_shift "default").
 - The encoder's group norm uses gcd(32, channels) groups, so widths below 32 (tests) work; 32 otherwise.
 - Teachers: diffusers UNet2DModel built from DownBlock2D / AttnDownBlock2D / UpBlock2D / AttnUpBlock2D with a
-  positional time embedding and no class conditioning; anything else is a one-line error.
+  positional time embedding and no class conditioning, or an unconditional eps-predicting ADM checkpoint (a learned
+  sigma is dropped: eps is the first half of its output); anything else (latent UNets, DiT, class-conditional
+  models) is a one-line error. The Diff-AE baseline takes UNet2DModel teachers only.
 """
 from diffrep.pdae.autoencoder import PDAE, load_autoencoder, save_autoencoder
 from diffrep.pdae.encoder import SemanticEncoder
+from diffrep.pdae.adm_parts import ADMGradientEstimator
 from diffrep.pdae.estimator import GradientEstimator
 from diffrep.pdae.shift import (eps_and_gradient, posterior_mean, posterior_variance, predicted_x0, shift_coefficient,
                                 shifted_eps)
 from diffrep.pdae.weighting import WEIGHTINGS, loss_weights
 
-__all__ = ["GradientEstimator", "PDAE", "SemanticEncoder", "WEIGHTINGS", "eps_and_gradient", "load_autoencoder",
-           "loss_weights", "posterior_mean", "posterior_variance", "predicted_x0", "save_autoencoder",
-           "shift_coefficient", "shifted_eps"]
+__all__ = ["ADMGradientEstimator", "GradientEstimator", "PDAE", "SemanticEncoder", "WEIGHTINGS", "eps_and_gradient",
+           "load_autoencoder", "loss_weights", "posterior_mean", "posterior_variance", "predicted_x0",
+           "save_autoencoder", "shift_coefficient", "shifted_eps"]

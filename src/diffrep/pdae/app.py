@@ -18,9 +18,9 @@ from diffrep import config as config_lib
 from diffrep import data as data_lib
 from diffrep.errors import UserError
 from diffrep.options import blocks
+from diffrep.pdae import backbone
 from diffrep.pdae.autoencoder import CONFIG, load_autoencoder
 from diffrep.pdae.precision import use_precision
-from diffrep.pdae.unet_parts import check_config
 from diffrep.teacher import Teacher, teacher_from_config
 from diffrep.teacher.schedule import ddpm_scheduler
 
@@ -83,20 +83,18 @@ def load(cfg: dict) -> tuple[dict, Loaded]:
     info = json.loads((directory / CONFIG).read_text())
     spec = cfg["teacher"] if isinstance(cfg["teacher"], dict) else {"path": cfg["teacher"]}
     if not spec.get("path"):  # the teacher the model was trained on
-        spec = {**spec, "path": info.get("teacher")}
+        spec = {**spec, "path": info.get("teacher"), "flags": spec.get("flags") or info.get("teacher_flags")}
         if spec["path"] and not Path(spec["path"]).exists():
             raise UserError(f"{directory}: its teacher {spec['path']} is not there; pass --teacher PATH")
     teacher = teacher_from_config(spec)
-    if teacher.family != "unet2d":
-        raise UserError(f"PDAE supports diffusers UNet2DModel teachers only; {teacher.path} is a {teacher.family} "
-                        f"teacher")
+    backbone.check(teacher)
     teacher = use_precision(teacher, info.get("schedule_precision", "float32"))  # the precision it was trained with
     encoder = model.encoder.config
     if (encoder["in_channels"], encoder["resolution"]) != (teacher.channels, teacher.resolution):
         raise UserError(f"{directory} encodes {encoder['in_channels']} x {encoder['resolution']} px images but the "
                         f"teacher {teacher.path} is {teacher.channels} x {teacher.resolution} px")
-    if model.kind == "pdae" and json.loads(json.dumps(check_config(teacher.unet.config))) != \
-            model.estimator.config["unet_config"]:
+    if model.kind == "pdae" and {k: v for k, v in model.estimator.config.items() if k != "z_dim"} != \
+            backbone.architecture(teacher):
         raise UserError(f"{directory} was trained on a teacher of another architecture than {teacher.path}")
     if not _same_schedule(info, teacher):
         raise UserError(f"{directory} was trained with another noise schedule than the teacher {teacher.path}'s")

@@ -15,7 +15,7 @@ from torch import nn
 
 from diffrep.errors import UserError
 from diffrep.pdae.encoder import SemanticEncoder
-from diffrep.pdae.estimator import GradientEstimator
+from diffrep.pdae.backbone import estimator_from_config
 from diffrep.run_dir import honour_umask
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -26,7 +26,7 @@ class PDAE(nn.Module):
 
     kind = "pdae"
 
-    def __init__(self, encoder: SemanticEncoder, estimator: GradientEstimator):
+    def __init__(self, encoder: SemanticEncoder, estimator: nn.Module):
         super().__init__()
         self.encoder, self.estimator = encoder, estimator
 
@@ -36,7 +36,7 @@ class PDAE(nn.Module):
 
     @classmethod
     def from_config(cls, config: dict) -> "PDAE":
-        return cls(SemanticEncoder(**config["encoder"]), GradientEstimator(**config["estimator"]))
+        return cls(SemanticEncoder(**config["encoder"]), estimator_from_config(config["estimator"]))
 
 
 def save_autoencoder(model: nn.Module, directory: str | Path, **info) -> Path:

@@ -14,6 +14,7 @@ from diffusers import UNet2DModel
 from torch import nn
 
 from diffrep import data as data_lib
+from diffrep.errors import UserError
 from diffrep.options import pdae as options
 from diffrep.pdae import fit as pdae_fit
 from diffrep.pdae.encoder import SemanticEncoder
@@ -70,6 +71,9 @@ class DiffAEModule(PDAEModule):
 
 def run(cfg: dict, resume: bool = False) -> dict:
     teacher = use_precision(teacher_from_config(cfg["teacher"]), cfg["schedule_precision"])  # config and schedule
+    if teacher.family != "unet2d":  # DiffAEUNet is a z-conditioned UNet2DModel
+        raise UserError(f"the Diff-AE baseline supports diffusers UNet2DModel teachers only; {teacher.path} is a "
+                        f"{teacher.family} teacher")
     cfg = pdae_fit.resolve(cfg, teacher)
     train = data_lib.load(cfg["data"], "train")
     L.seed_everything(cfg["seed"], verbose=False)

@@ -34,7 +34,7 @@ def respaced(num_timesteps: int, steps: int) -> list[int]:
 def eps_function(model, teacher, z: torch.Tensor | None = None) -> EpsFn:
     """eps_fn(x_t, t) for a loaded PDAE or DiffAE conditioned on z, or for the teacher alone (model None)."""
     if model is None:
-        return lambda x, t: teacher.unet(x, t).sample
+        return teacher.eps
     if model.kind == "pdae":
         return lambda x, t: shifted_eps(teacher, model.estimator, x, t, z, coefficient="ddim")
     if model.kind == "diffae":

@@ -19,15 +19,14 @@ import torch
 from diffrep import data as data_lib
 from diffrep.errors import UserError
 from diffrep.options import pdae as options
+from diffrep.pdae import backbone
 from diffrep.pdae.autoencoder import PDAE, save_autoencoder
 from diffrep.pdae.encoder import SemanticEncoder
-from diffrep.pdae.estimator import GradientEstimator
 from diffrep.pdae.evaluation import RandomXTEvaluation
 from diffrep.pdae.evaluation import check as check_eval
 from diffrep.pdae.z_probe_eval import ZProbeEvaluation
 from diffrep.pdae.module import PDAEModule
 from diffrep.pdae.precision import use_precision
-from diffrep.pdae.unet_parts import check_config, time_embedding_dim
 from diffrep.pdae.weighting import loss_weights
 from diffrep.teacher import Teacher, teacher_from_config
 from diffrep.train import fit, prepare_run, write_metrics
@@ -43,12 +42,10 @@ def _positive_int(value, name: str) -> None:
 def resolve(cfg: dict, teacher: Teacher) -> dict:
     """The config with the teacher's resolution, channels and z width filled in, every choice checked."""
     cfg = {**cfg, "data": {**cfg["data"]}}
-    if teacher.family != "unet2d":  # the gradient estimator is built from UNet2DModel internals
-        raise UserError(f"PDAE supports UNet2DModel teachers only; {teacher.path} is a {teacher.family} teacher")
-    check_config(teacher.unet.config)
+    backbone.check(teacher)
     cfg["data"] = teacher.data_config(cfg["data"])
     if cfg["z_dim"] is None:
-        cfg["z_dim"] = time_embedding_dim(teacher.unet.config)
+        cfg["z_dim"] = backbone.default_z_dim(teacher)
     _positive_int(cfg["z_dim"], "z_dim")
     _positive_int(cfg["optim"]["batch_size"], "optim.batch_size")
     check_eval(cfg["eval"])
@@ -97,6 +94,7 @@ def train_and_save(cfg: dict, resume: bool, module: PDAEModule, train: data_lib.
         return {}
     teacher = module.teacher
     model_dir = save_autoencoder(module.ema.module, out / "model", teacher=str(teacher.path) if teacher.path else None,
+                                 teacher_flags=backbone.architecture(teacher).get("adm_flags"),
                                  schedule=dict(teacher.scheduler.config), steps=module.global_step,
                                  schedule_precision=cfg["schedule_precision"],
                                  data={"name": cfg["data"]["name"], "root": cfg["data"]["root"]})
@@ -114,7 +112,7 @@ def run(cfg: dict, resume: bool = False) -> dict:
     cfg = resolve(cfg, teacher)
     train = data_lib.load(cfg["data"], "train")
     L.seed_everything(cfg["seed"], verbose=False)
-    model = PDAE(build_encoder(cfg), GradientEstimator(teacher.unet.config, cfg["z_dim"]))
+    model = PDAE(build_encoder(cfg), backbone.build_estimator(teacher, cfg["z_dim"]))
     weights = loss_weights(teacher.alphas_cumprod, cfg["weighting"], cfg["gamma"], cfg["p2"]["k"], cfg["p2"]["gamma"])
     module = PDAEModule(teacher, model, weights, cfg["optim"], train, cfg["seed"], cfg["data"]["hflip"])
     return train_and_save(cfg, resume, module, train, f"PDAE on {teacher.path} ({cfg['weighting']} weighting)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from diffrep.pdae.unet_parts import encode, run_up
+from diffrep.pdae import backbone
 
 COEFFICIENTS = ("ddpm", "ddim")
 
@@ -65,8 +65,8 @@ def eps_and_gradient(teacher, estimator, x_t: torch.Tensor, t: torch.Tensor, z: 
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """(eps_theta, G): one frozen pass of the teacher's encoder half feeds its own decoder and the estimator."""
     with torch.no_grad():
-        encoding = encode(teacher.unet, x_t, t)
-        eps = run_up(teacher.unet, encoding.h, encoding.skips, encoding.emb)
+        encoding = backbone.encode(teacher, x_t, t)
+        eps = backbone.decode(teacher, encoding)
     return eps, estimator(encoding, z)
 
 

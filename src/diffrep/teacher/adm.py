@@ -113,12 +113,7 @@ class ResBlock(TimestepBlock):
                                 else nn.Conv2d(channels, self.out_channels, 1))
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        if self.updown:
-            h = self.in_layers[:-1](x)
-            h, x = self.h_upd(h), self.x_upd(x)
-            h = self.in_layers[-1](h)
-        else:
-            h = self.in_layers(x)
+        h, x = input_branch(self, x)
         emb_out = self.emb_layers(emb).type(h.dtype)[..., None, None]
         if self.use_scale_shift_norm:
             scale, shift = emb_out.chunk(2, dim=1)
@@ -127,6 +122,16 @@ class ResBlock(TimestepBlock):
         else:
             h = self.out_layers(h + emb_out)
         return self.skip_connection(x) + h
+
+
+def input_branch(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(h, x) of a res-block after its first layer: norm-SiLU-conv, with both branches resampled before the conv
+    when the block goes up or down. Shared with PDAE's ResBlockShift, which holds the same layers."""
+    if block.updown:
+        h = block.in_layers[:-1](x)
+        h, x = block.h_upd(h), block.x_upd(x)
+        return block.in_layers[-1](h), x
+    return block.in_layers(x), x
 
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
