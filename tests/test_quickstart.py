@@ -17,6 +17,23 @@ def test_shipped_teacher_is_a_plain_diffusers_directory_under_20mb():
     assert {"down_blocks.1", "mid_block", "mid_block.resnets.1.conv2", "up_blocks.0"} <= set(teacher.taps)
 
 
+def test_the_shipped_pre_made_models_load_with_their_cards_and_are_a_few_mb():
+    from diffrep import shipped
+    from diffrep.pdae import load_autoencoder
+    from diffrep.tasks.students import load_backbone
+
+    pdae = shipped.companion(SHIPPED_TEACHER, "pdae")
+    student = shipped.companion(SHIPPED_TEACHER, "student")
+    assert pdae is not None and student is not None
+    for path in (pdae / "model.safetensors", student):
+        assert path.stat().st_size <= 10_000_000 and (path.parent / "README.md").is_file()
+    model = load_autoencoder(pdae)
+    assert model.kind == "pdae" and json.loads((pdae / "config.json").read_text())["teacher"] == "fashion-mnist"
+    assert model.encoder.config["resolution"] == load_teacher().resolution
+    _, meta = load_backbone(student)
+    assert meta["in_channels"] == 1
+
+
 def test_quickstart_writes_info_samples_a_probe_a_distilled_student_and_a_pdae(tmp_path):
     proc = run_cli("quickstart", "--samples.n", "4", "--samples.steps", "2", "--probe.train_size", "200",
             "--probe.test_size", "100", "--probe.timesteps", "0,500", "--distill.steps", "2",
@@ -57,3 +74,14 @@ def test_the_quickstart_shows_a_given_or_shipped_model_before_its_own_short_trai
     assert pretrained(None, teacher, "pdae", live)[0] == tmp_path / "teacher" / "pdae"
     assert shipped.companion(teacher.path, "student") is None
     assert pretrained(str(tmp_path), teacher, "student", live)[0] == tmp_path  # given beats shipped
+
+
+def test_live_stages_beside_a_pre_made_model_are_short_and_teachers_are_saved_by_name(tmp_path):
+    from diffrep import shipped
+    from diffrep.quickstart import LIVE_STEPS, live_steps
+
+    live = tmp_path / "live"
+    assert live_steps(None, live, live, 200) == 200  # nothing pre-made: the live model is the one shown
+    assert live_steps(None, tmp_path / "shipped", live, 200) == LIVE_STEPS
+    assert live_steps(7, tmp_path / "shipped", live, 200) == 7  # as asked
+    assert shipped.name_of(SHIPPED_TEACHER) == "fashion-mnist" and shipped.name_of(tmp_path) is None

@@ -1,10 +1,13 @@
 """`diffrep quickstart`: the main job on the embedded default, in a few minutes on 2 CPU cores.
 
 The shipped teacher's summary and taps (teacher_info.txt), a sample grid (samples.png), a probe of its
-features on a Fashion-MNIST subset (probe/: table, heatmaps, report), and a short RepFusion distillation
-(distill/) whose student is fine-tuned on 1% of the labels next to a randomly initialised one (finetune-*/), and
-a short PDAE fit on the frozen teacher (pdae/) with its reconstructions and interpolations (pdae-reconstruct/,
-pdae-interpolate/). Each step is one of the full commands with small settings.
+features on a Fashion-MNIST subset (probe/: table, heatmaps, report), a short RepFusion distillation (distill/),
+a distilled student fine-tuned on 1% of the labels next to a randomly initialised one (finetune-*/), a short PDAE
+fit on the frozen teacher (pdae/), and a PDAE model's reconstructions and interpolations (pdae-reconstruct/,
+pdae-interpolate/). Each step is one of the full commands with small settings. The student fine-tuned and the
+PDAE model shown are the pre-made ones shipped with the teacher (its student/ and pdae/ folders, each with a card
+saying how it was made) when there are any; the live training stages then only run a few steps, to show that
+the commands work.
 """
 from __future__ import annotations
 
@@ -23,10 +26,13 @@ from diffrep.probe import command as probe_command
 from diffrep.repfusion import distill
 from diffrep.run_dir import write_metrics
 from diffrep.tasks import finetune
+from diffrep.tasks.students import load_backbone
 from diffrep.teacher import Teacher, teacher_from_config
 from diffrep.teacher.info import describe
 
 DEFAULTS = options.QUICKSTART
+STUDENT = {"arch": "resnet18", "stem": "imagenet"}  # without a pre-made student; torchvision's stem: fast at 32 px
+LIVE_STEPS = 20  # a live stage beside a pre-made model only shows that the command works
 
 
 def run(cfg: dict) -> dict:
@@ -51,14 +57,19 @@ def run(cfg: dict) -> dict:
     probe = probe_command.run(probe_cfg)
 
     d, f = cfg["distill"], cfg["finetune"]
-    student = {"arch": "resnet18", "stem": "imagenet"}  # torchvision's stem: fast on 32 x 32 images
+    live_student = out / "distill" / "student.safetensors"
+    student_file, source = pretrained(d["pretrained"], teacher, "student", live_student)
+    # the random arm, and the live distillation, use the architecture of the student shown
+    student = STUDENT if student_file == live_student else {
+        key: load_backbone(student_file)[1][key] for key in ("arch", "stem")}
     distill_cfg = config_lib.resolve(distill.DEFAULTS, None, {
         "teacher": cfg["teacher"], "student": student, "data": {"labels": d["labels"]},
-        "optim": {"batch_size": d["batch_size"]}, "trainer": {"max_steps": d["steps"]}, "seed": cfg["seed"],
+        "optim": {"batch_size": d["batch_size"]}, "trainer": {"max_steps": live_steps(d["steps"], student_file,
+                                                                                       live_student, 100)},
+        "seed": cfg["seed"], "out": str(out / "distill"),
         # the students' linear probes on as many images as the teacher's probe above (distill's default is 10k)
-        "probe": {"train_size": p["train_size"], "test_size": p["test_size"]}, "out": str(out / "distill")})
+        "probe": {"train_size": p["train_size"], "test_size": p["test_size"]}})
     distilled = distill.run(distill_cfg, resume=True)
-    student_file, source = pretrained(d["pretrained"], teacher, "student", out / "distill" / "student.safetensors")
     print(f"fine-tuning {source}")
     accuracy = {}
     for name, init in (("random", None), ("distilled", str(student_file))):
@@ -82,6 +93,11 @@ def run(cfg: dict) -> dict:
                                "finetune_random_accuracy": accuracy["random"], **pdae})
 
 
+def live_steps(steps: int | None, shown: Path, live: Path, alone: int) -> int:
+    """Steps of a live training stage: as asked, else LIVE_STEPS when a pre-made model is shown, else `alone`."""
+    return steps if steps is not None else alone if shown == live else LIVE_STEPS
+
+
 def pretrained(given: str | None, teacher: Teacher, kind: str, live: Path) -> tuple[Path, str]:
     """(path, what it is) of the model a stage shows: `given`, else the one shipped with the teacher, else `live`
     (this run's short training)."""
@@ -98,10 +114,12 @@ def pretrained(given: str | None, teacher: Teacher, kind: str, live: Path) -> tu
 def _pdae(cfg: dict, out: Path, teacher: Teacher) -> dict:
     """A short PDAE fit on the frozen teacher, then reconstructions and interpolations of test images."""
     p = cfg["pdae"]
+    live = out / "pdae" / "model"
+    model_dir, source = pretrained(p["pretrained"], teacher, "pdae", live)
     pdae_fit.run(config_lib.resolve(pdae_fit.DEFAULTS, None, {
-        "teacher": cfg["teacher"], "optim": {"batch_size": p["batch_size"]}, "trainer": {"max_steps": p["steps"]},
-        "seed": cfg["seed"], "out": str(out / "pdae")}), resume=True)
-    model_dir, source = pretrained(p["pretrained"], teacher, "pdae", out / "pdae" / "model")
+        "teacher": cfg["teacher"], "optim": {"batch_size": p["batch_size"]},
+        "trainer": {"max_steps": live_steps(p["steps"], model_dir, live, 200)}, "seed": cfg["seed"],
+        "out": str(out / "pdae")}), resume=True)
     print(f"reconstructing and interpolating with {source}")
     model = str(model_dir)
     steps = p["ddim_steps"]

@@ -21,6 +21,14 @@ def shipped_teacher(name: str) -> Path | None:
     return folder if "/" not in name and (folder / "config.json").is_file() else None
 
 
+def name_of(path: str | Path | None) -> str | None:
+    """The name of a shipped teacher's folder (what a saved model records, so that it loads on any machine)."""
+    if path is None:
+        return None
+    folder = Path(path).resolve()
+    return folder.name if folder.parent == TEACHERS and (folder / "config.json").is_file() else None
+
+
 # Models made from a shipped teacher and shipped in its folder, so that the quickstart can show them without
 # training them: kind -> (subfolder, the file that must be there).
 COMPANIONS = {"pdae": ("pdae", "config.json"), "student": ("student", "student.safetensors")}

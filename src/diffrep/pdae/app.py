@@ -16,6 +16,7 @@ from torch import nn
 
 from diffrep import config as config_lib
 from diffrep import data as data_lib
+from diffrep import shipped
 from diffrep.errors import UserError
 from diffrep.options import blocks
 from diffrep.pdae import backbone
@@ -84,7 +85,7 @@ def load(cfg: dict) -> tuple[dict, Loaded]:
     spec = cfg["teacher"] if isinstance(cfg["teacher"], dict) else {"path": cfg["teacher"]}
     if not spec.get("path"):  # the teacher the model was trained on
         spec = {**spec, "path": info.get("teacher"), "flags": spec.get("flags") or info.get("teacher_flags")}
-        if spec["path"] and not Path(spec["path"]).exists():
+        if spec["path"] and not Path(spec["path"]).exists() and not shipped.shipped_teacher(spec["path"]):
             raise UserError(f"{directory}: its teacher {spec['path']} is not there; pass --teacher PATH")
     teacher = teacher_from_config(spec)
     backbone.check(teacher)

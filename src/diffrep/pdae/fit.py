@@ -17,6 +17,7 @@ import lightning as L
 import torch
 
 from diffrep import data as data_lib
+from diffrep import shipped
 from diffrep.errors import UserError
 from diffrep.options import pdae as options
 from diffrep.pdae import backbone
@@ -93,7 +94,8 @@ def train_and_save(cfg: dict, resume: bool, module: PDAEModule, train: data_lib.
     if not trainer.is_global_zero:  # with several devices, one process saves
         return {}
     teacher = module.teacher
-    model_dir = save_autoencoder(module.ema.module, out / "model", teacher=str(teacher.path) if teacher.path else None,
+    saved_teacher = shipped.name_of(teacher.path) or (str(teacher.path) if teacher.path else None)
+    model_dir = save_autoencoder(module.ema.module, out / "model", teacher=saved_teacher,
                                  teacher_flags=backbone.architecture(teacher).get("adm_flags"),
                                  schedule=dict(teacher.scheduler.config), steps=module.global_step,
                                  schedule_precision=cfg["schedule_precision"],

@@ -123,7 +123,7 @@ def run(cfg: dict, resume: bool = False) -> dict:
           f"{parse_selection(cfg['timesteps'], teacher.num_timesteps)}) into {s['arch']}.{s['tap']}{extra} with "
           f"{cfg['loss']['name']} on {len(train)} {cfg['data']['name']} images"
           + (f" ({len(labelled)} labelled for the policy)" if labelled is not None else "")
-          + f" for {cfg['trainer']['max_steps']} steps ({cfg['trainer']['max_steps'] / steps_per_epoch:.1f} epochs)"
+          + f" for {cfg['trainer']['max_steps']} steps ({cfg['trainer']['max_steps'] / steps_per_epoch:.2g} epochs)"
           f" -> {out}")
     trainer = fit(module, cfg["trainer"], out, resume)
     if not trainer.is_global_zero:  # with several devices, one process exports
