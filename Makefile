@@ -11,16 +11,20 @@ DATA   := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 setup: $(STAMP) $(DATA)
 
+# Quiet set-up: one line per step; apt and pip print errors only (-qq: pip's warnings about this machine's
+# index configuration are not the user's business).
 $(DATA):
-	$(SUDO) apt-get update -qq
-	$(SUDO) apt-get install -y -qq dataset-fashion-mnist
+	@echo "installing the Debian package dataset-fashion-mnist"
+	@$(SUDO) apt-get update -qq
+	@$(SUDO) apt-get install -y -qq dataset-fashion-mnist > /dev/null
 
 $(STAMP):
-	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	rm -f $(VENV)/.installed-*
-	touch $@
+	@echo "installing the Python environment in $(VENV) (again only when the requirements change)"
+	@python3 -m venv $(VENV)
+	@$(PY) -m pip install -qq --upgrade pip
+	@$(PY) -m pip install -qq -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
 
 demo: setup
 	$(VENV)/bin/diffrep quickstart --out out/quickstart
