@@ -60,8 +60,11 @@ def run(cfg: dict) -> dict:
     live_student = out / "distill" / "student.safetensors"
     student_file, source = pretrained(d["pretrained"], teacher, "student", live_student)
     # the random arm, and the live distillation, use the architecture of the student shown
-    student = STUDENT if student_file == live_student else {
-        key: load_backbone(student_file)[1][key] for key in ("arch", "stem")}
+    if student_file == live_student:
+        student = STUDENT
+    else:
+        meta = load_backbone(student_file)[1]  # read once: it also checks the file before any training
+        student = {"arch": meta["arch"], "stem": meta["stem"]}
     distill_cfg = config_lib.resolve(distill.DEFAULTS, None, {
         "teacher": cfg["teacher"], "student": student, "data": {"labels": d["labels"]},
         "optim": {"batch_size": d["batch_size"]}, "trainer": {"max_steps": live_steps(d["steps"], student_file,
