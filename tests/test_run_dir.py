@@ -71,13 +71,14 @@ def test_outputs_follow_the_umask(tmp_path):
     assert run_dir.honour_umask(tmp_path) == tmp_path
 
 
-@pytest.mark.parametrize("size", [4000, 3999, 5, 7, 0.01])
+@pytest.mark.parametrize("size", [4000, 3999, 5, 7, 0.01, 3, 1])
 def test_stratified_subsets_have_exactly_the_size_asked(size):
     labels = torch.cat([torch.full((n,), c) for c, n in enumerate([3001, 2999, 1000, 3])])
     index = stratified_subset(labels, size, seed=0)
     expected = size if isinstance(size, int) else round(size * len(labels))
     assert len(index) == expected and len(index.unique()) == expected
-    assert set(labels[index].tolist()) == {0, 1, 2, 3}  # every class kept
+    # every class kept while there is room for it; below that, one image from each of `size` classes
+    assert len(set(labels[index].tolist())) == min(expected, 4)
 
 
 def test_greyscale_folders_read_without_warnings(tmp_path):

@@ -59,11 +59,13 @@ def fit_image(image: torch.Tensor, resolution: int, channels: int, fit: str) -> 
 
 
 def stratified_subset(labels: torch.Tensor, amount: float | int, seed: int) -> torch.Tensor:
-    """Sorted indices of a seeded, per-class subset of exactly the size asked: a fraction in (0, 1] (of the
-    whole, rounded) or a total count.
+    """Sorted indices of a seeded, per-class subset of the size asked: a fraction in (0, 1] (of the whole,
+    rounded) or a total count.
 
     Each class gets its share of the size, the remainder going to the classes with the largest fractional parts
-    (ties to the larger class), and keeps at least one sample, so `labels: 0.001` still sees all classes.
+    (ties to the larger class), and keeps at least one sample, so `labels: 0.001` still sees all classes: a
+    fraction smaller than that is raised to one sample per class. A count is always exact; one below the number of
+    classes takes one sample from each of that many seeded-random classes.
     """
     n = len(labels)
     if amount is None or (isinstance(amount, float) and amount == 1.0) or amount == n:
@@ -72,7 +74,11 @@ def stratified_subset(labels: torch.Tensor, amount: float | int, seed: int) -> t
         raise UserError(f"subset size {amount} is out of range for {n} samples "
                         f"(a fraction in (0, 1] or a count up to {n})")
     classes, counts = labels.unique(return_counts=True)
-    total = max(len(classes), round(amount * n) if isinstance(amount, float) else int(amount))
+    total = max(len(classes), round(amount * n)) if isinstance(amount, float) else int(amount)
+    gen = torch.Generator().manual_seed(seed)
+    if total < len(classes):
+        classes = classes[torch.randperm(len(classes), generator=gen)[:total].sort().values]
+        counts = torch.ones_like(classes)
     shares = counts.double() * total / n
     quota = shares.floor().long().clamp(min=1)
     order = sorted(range(len(classes)), key=lambda c: (-(shares[c] - shares[c].floor()).item(), -counts[c].item(), c))
@@ -86,7 +92,6 @@ def stratified_subset(labels: torch.Tensor, amount: float | int, seed: int) -> t
             break
         if quota[c] > 1:
             quota[c] -= 1
-    gen = torch.Generator().manual_seed(seed)
     keep = []
     for cls, k in zip(classes, quota.tolist()):
         members = (labels == cls).nonzero().flatten()
