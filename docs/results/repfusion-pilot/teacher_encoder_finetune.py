@@ -12,8 +12,12 @@ student distilled from its features can be expected to gain much more.
 first seed and scored on 5,000 validation images (train images outside every seed's labelled 600), and the best
 one is then run on every seed and tested. Pre-trained weights usually want a lower rate than random ones.
 
+`--head probe` is LP-FT (as `diffrep finetune --head_init probe`): the head starts as the project's linear probe of
+the frozen encoder's pooled features on the labelled images (standardisation folded in), and the probe's own test
+accuracy is reported too.
+
     OMP_NUM_THREADS=1 python docs/results/repfusion-pilot/teacher_encoder_finetune.py [--t 10] [--seeds 0,1,2] \
-        [--teacher fashion-mnist-v1] [--lrs 1e-3] [--out results.json]
+        [--teacher fashion-mnist-v1] [--lrs 1e-3] [--head random|probe] [--out results.json]
 """
 import argparse
 import json
@@ -25,6 +29,8 @@ from torch import nn
 
 from diffrep import data as data_lib
 from diffrep.tasks.finetune_module import warmup_cosine
+from diffrep.probe.linear import PROBE_DEFAULTS, fit_logistic, standardise
+from diffrep.tasks.probe_head import head_inputs
 from diffrep.teacher import load_teacher
 from diffrep.train import step_loader
 
@@ -46,12 +52,32 @@ class EncoderClassifier(nn.Module):
         return self.fc(u.mid_block(h, emb).mean((2, 3)))
 
 
+@torch.no_grad()
+def probe_head(net: EncoderClassifier, train) -> None:
+    """LP-FT's first stage: net.fc becomes the linear probe of the frozen pooled features (GroupNorm: no running
+    statistics to re-estimate)."""
+    x = head_inputs(net, net.fc, train, batch_size=200)
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    weight, bias = fit_logistic(standardise(x)[0], train.labels, 10, PROBE_DEFAULTS["weight_decay"],
+                                PROBE_DEFAULTS["max_iter"])
+    net.fc.weight.copy_(weight / std)
+    net.fc.bias.copy_(bias - (weight / std) @ mean)
+
+
 def run(init: str, t: int, seed: int, train, steps=500, batch=64, lr=1e-3, warmup=50,
-        teacher_path=None) -> tuple[nn.Module, float]:
+        teacher_path=None, head="random", test=None) -> tuple[nn.Module, float, float | None]:
+    """The fine-tuned net, its mean train loss over the last 50 steps and, with head="probe" and a test set, the
+    probe head's test accuracy before fine-tuning."""
     torch.manual_seed(seed)
     teacher = load_teacher(teacher_path)
     unet = teacher.unet if init == "teacher" else UNet2DModel(**teacher.unet.config)
     net = EncoderClassifier(unet, t, 10).train()
+    probed = None
+    if head == "probe":
+        probe_head(net, train)
+        if test is not None:
+            probed = accuracy(net.eval(), test)
+            net.train()
     for p in net.parameters():
         p.requires_grad_(True)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.05)
@@ -67,7 +93,7 @@ def run(init: str, t: int, seed: int, train, steps=500, batch=64, lr=1e-3, warmu
         opt.step()
         losses.append(loss.item())
         sched.step()
-    return net.eval(), sum(losses[-50:]) / 50
+    return net.eval(), sum(losses[-50:]) / 50, probed
 
 
 @torch.no_grad()
@@ -94,6 +120,7 @@ def main():
     ap.add_argument("--lrs", default="1e-3", help="AdamW rates; with several, each init picks its own on validation")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--teacher", default=None, help="a UNet2DModel folder or shipped name (default: the shipped one)")
+    ap.add_argument("--head", default="random", choices=("random", "probe"), help="probe: LP-FT")
     a = ap.parse_args()
     cfg = {**data_lib.DATA_DEFAULTS, "name": "fashion-mnist"}
     full, test = data_lib.load(cfg, "train"), data_lib.load(cfg, "test")
@@ -106,7 +133,7 @@ def main():
         if val is not None:
             scores, tested = {}, {}
             for lr in lrs:
-                net, loss = run(init, a.t, seeds[0], train[seeds[0]], lr=lr, teacher_path=a.teacher)
+                net, loss, _ = run(init, a.t, seeds[0], train[seeds[0]], lr=lr, teacher_path=a.teacher, head=a.head)
                 scores[lr] = results[f"{init}_val_lr{lr:g}"] = accuracy(net, val)
                 tested[lr] = accuracy(net, test)  # kept for the chosen rate only: the choice never sees it
                 print(f"{init} init, lr {lr:g}, seed {seeds[0]}: validation accuracy {scores[lr]:.4f} "
@@ -116,16 +143,21 @@ def main():
         for seed in seeds:
             if f"{init}_seed{seed}" in results:
                 continue
-            net, loss = run(init, a.t, seed, train[seed], lr=chosen[init], teacher_path=a.teacher)
+            net, loss, probed = run(init, a.t, seed, train[seed], lr=chosen[init], teacher_path=a.teacher,
+                                    head=a.head, test=test)
             results[f"{init}_seed{seed}"] = acc = accuracy(net, test)
-            print(f"{init} init, lr {chosen[init]:g}, seed {seed}: test accuracy {acc:.4f} (final train loss "
+            if probed is not None:
+                results[f"{init}_probe_seed{seed}"] = probed
+            alone = "" if probed is None else f", the probe head alone {probed:.4f}"
+            print(f"{init} init, lr {chosen[init]:g}, seed {seed}: test accuracy {acc:.4f}{alone} (final train loss "
                   f"{loss:.3f})", flush=True)
     for init in ("teacher", "random"):
         accs = torch.tensor([results[f"{init}_seed{seed}"] for seed in seeds])
         print(f"{init} init (lr {chosen[init]:g}): {100 * accs.mean():.2f} +/- {100 * accs.std():.2f}")
     if a.out:
         with open(a.out, "w") as fh:
-            json.dump({"teacher": a.teacher, "t": a.t, "labels": a.labels, "lr": chosen, **results}, fh, indent=2)
+            json.dump({"teacher": a.teacher, "t": a.t, "labels": a.labels, "head": a.head, "lr": chosen, **results},
+                      fh, indent=2)
 
 
 if __name__ == "__main__":

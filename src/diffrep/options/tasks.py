@@ -14,6 +14,9 @@ FINETUNE = {
     # file's, else 1. fit: classify only; max_items, scene_seed: fmnist-scenes only (see data.DENSE_DEFAULTS).
     "data": {**DATA, "name": None, "channels": None, "max_items": 2, "scene_seed": 0},
     "optim": {**FINETUNE_OPTIM, "name": None},  # name null: adamw for landmarks, else sgd
+    # classify: random (the reference) | probe (LP-FT: the head starts as a linear probe of the frozen backbone,
+    # fitted on the labelled images; see tasks/probe_head.py)
+    "head_init": "random",
     "head": {**HEAD, "sigma": SIGMA},  # segment / landmarks: FPN taps and width; landmarks: target sigma
     "augment": {**AUGMENT},             # segment / landmarks, after the flip (data.hflip)
     "overlays": 16,            # segment / landmarks: test images in OUT/overlays.png (0: none)
@@ -29,7 +32,7 @@ FINETUNE_RULES = {**DATA_RULES, **TRAINER_RULES, "task": "in:classify,segment,la
                   "student.arch": "in:resnet18,resnet50,mobilenet_v2|null", "student.stem": "in:small,imagenet|null",
                   "optim.name": "in:sgd,adamw|null", "optim.lr": "float>0|null", "optim.momentum": "unit",
                   "optim.nesterov": "bool", "optim.weight_decay": "float>=0|null", "optim.batch_size": "int>=1",
-                  "optim.warmup_steps": "int>=0", "optim.ema_decay": "unit|null", "head.width": "int>=1",
-                  "head.sigma": "float>0", "augment.degrees": "range:0..180",
+                  "optim.warmup_steps": "int>=0", "optim.ema_decay": "unit|null", "head_init": "in:random,probe",
+                  "head.width": "int>=1", "head.sigma": "float>0", "augment.degrees": "range:0..180",
                   "augment.scale": "range:0..0.9", "augment.translate": "unit", "overlays": "int>=0",
                   "epochs": "int>=1|null", "eval_batch_size": "int>=1", "seed": "int>=0"}

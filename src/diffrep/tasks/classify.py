@@ -1,7 +1,8 @@
 """ClassifierModule: supervised fine-tuning of a student (random init or a distilled backbone).
 
-Cross-entropy on a fresh linear head, SGD (Nesterov) or AdamW, linear warm-up then cosine decay to 0 at
-trainer.max_steps, optional EMA of the weights (evaluation then uses the EMA weights).
+Cross-entropy on a fresh linear head (with LP-FT, one that starts as a linear probe), SGD (Nesterov) or AdamW,
+linear warm-up then cosine decay to 0 at trainer.max_steps, optional EMA of the weights (evaluation then uses the
+EMA weights).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from diffrep.data import ImageSet, to_float
 from diffrep.tasks.finetune_module import OPTIM_DEFAULTS, FinetuneModule
+from diffrep.tasks.probe_head import fit_probe_head
 from diffrep.tasks.students import replace_head
 from diffrep.train import step_loader
 
@@ -22,7 +24,15 @@ class ClassifierModule(FinetuneModule):
     def __init__(self, student: nn.Module, arch: str, num_classes: int, optim: dict, train_data: ImageSet,
                  seed: int, hflip: bool):
         super().__init__(replace_head(student, arch, num_classes), optim, train_data, seed, hflip)
-        self.num_classes = num_classes
+        self.arch, self.num_classes = arch, num_classes
+
+    def init_head_from_probe(self) -> float:
+        """LP-FT: the head becomes a linear probe of the frozen student on the training images (the EMA copy
+        too); returns the probe's train accuracy."""
+        accuracy = fit_probe_head(self.net, self.arch, self.train_data, self.num_classes)
+        if self.ema is not None:
+            self.ema.module.load_state_dict(self.net.state_dict())
+        return accuracy
 
     @property
     def student(self) -> nn.Module:

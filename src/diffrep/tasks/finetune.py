@@ -13,7 +13,8 @@ jointly (flip, small affine; tasks/augment.py). The optimiser is SGD (lr 0.1) fo
 
 Writes OUT/model.safetensors (classify: the whole classifier with torchvision keys; dense tasks: `backbone.*`
 (torchvision keys, no classification head) and `decoder.*`; EMA weights when enabled), OUT/metrics.json
-(test_accuracy | test_miou | test_nme, train_images, steps, train_seconds, ...), for the dense tasks
+(test_accuracy | test_miou | test_nme, train_images, steps, train_seconds, ...; with --head_init probe, LP-FT,
+also the probe head's own probe_train_accuracy and probe_test_accuracy), for the dense tasks
 OUT/overlays.png (test images, ground truth, predictions), config.yaml, logs and checkpoints.
 """
 from __future__ import annotations
@@ -174,6 +175,10 @@ def _classify(cfg: dict, backbone: nn.Module | None, resume: bool) -> dict:
     arch, stem, channels = cfg["student"]["arch"], cfg["student"]["stem"], cfg["data"]["channels"]
     module = ClassifierModule(_student(cfg, backbone), arch, num_classes, cfg["optim"], labelled, cfg["seed"],
                               cfg["data"]["hflip"])
+    probe = {}
+    if cfg["head_init"] == "probe":  # before training; on resume the checkpoint's head replaces it
+        probe["probe_train_accuracy"] = module.init_head_from_probe()
+        probe["probe_test_accuracy"] = module.test_accuracy(test, cfg["eval_batch_size"])
     out, trainer, params, start_from = _start(cfg, backbone, module, module.student, len(labelled), resume)
     if not trainer.is_global_zero:  # with several devices, one process evaluates and exports
         return {}
@@ -183,15 +188,18 @@ def _classify(cfg: dict, backbone: nn.Module | None, resume: bool) -> dict:
     save_file_atomic(module.eval_model.state_dict(), out / "model.safetensors",
                      {"arch": arch, "in_channels": str(channels), "stem": stem, "num_classes": str(num_classes),
                       "format": "diffrep-classifier-v1"})
-    metrics = write_metrics(out, {"test_accuracy": accuracy,
+    metrics = write_metrics(out, {"test_accuracy": accuracy, **probe,
                                   **_common_metrics(module, trainer, len(labelled), len(test), params, start)})
-    print(f"test accuracy {accuracy:.2%} on {len(test)} images: {arch} from {start_from}, {len(labelled)} "
+    before = f" (the probe head alone: {probe['probe_test_accuracy']:.2%})" if probe else ""
+    print(f"test accuracy {accuracy:.2%}{before} on {len(test)} images: {arch} from {start_from}, {len(labelled)} "
           f"labelled images, {module.global_step} steps in {module.train_seconds:.0f}s -> {out}")
     return metrics
 
 
 def _dense(cfg: dict, backbone: nn.Module | None, resume: bool) -> dict:
     task = cfg["task"]
+    if cfg["head_init"] != "random":
+        raise UserError(f"head_init {cfg['head_init']} is for --task classify; {task} trains an FPN decoder")
     check_augment(cfg["augment"])
     n_overlays = _non_negative_int(cfg["overlays"], "overlays")
     cfg, train, test, labelled = _labelled_splits(

@@ -82,6 +82,12 @@ def replace_head(model: nn.Module, arch: str, num_classes: int) -> nn.Module:
     return model
 
 
+def head_of(model: nn.Module, arch: str) -> nn.Linear:
+    """The classification head's last nn.Linear."""
+    _check_arch(arch)
+    return model.fc if HEADS[arch] == "fc" else model.classifier[-1]
+
+
 def default_tap(arch: str) -> str:
     _check_arch(arch)
     return DEFAULT_TAPS[arch]
