@@ -29,8 +29,7 @@ from torch import nn
 
 from diffrep import data as data_lib
 from diffrep.tasks.finetune_module import warmup_cosine
-from diffrep.probe.linear import PROBE_DEFAULTS, fit_logistic, standardise
-from diffrep.tasks.probe_head import head_inputs
+from diffrep.tasks.probe_head import fit_linear_head, head_inputs
 from diffrep.teacher import load_teacher
 from diffrep.train import step_loader
 
@@ -52,16 +51,10 @@ class EncoderClassifier(nn.Module):
         return self.fc(u.mid_block(h, emb).mean((2, 3)))
 
 
-@torch.no_grad()
 def probe_head(net: EncoderClassifier, train) -> None:
     """LP-FT's first stage: net.fc becomes the linear probe of the frozen pooled features (GroupNorm: no running
     statistics to re-estimate)."""
-    x = head_inputs(net, net.fc, train, batch_size=200)
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
-    weight, bias = fit_logistic(standardise(x)[0], train.labels, 10, PROBE_DEFAULTS["weight_decay"],
-                                PROBE_DEFAULTS["max_iter"])
-    net.fc.weight.copy_(weight / std)
-    net.fc.bias.copy_(bias - (weight / std) @ mean)
+    fit_linear_head(net.fc, head_inputs(net, net.fc, train, batch_size=200), train.labels, 10)
 
 
 def run(init: str, t: int, seed: int, train, steps=500, batch=64, lr=1e-3, warmup=50,

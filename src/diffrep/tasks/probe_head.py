@@ -41,22 +41,25 @@ def head_inputs(model: nn.Module, head: nn.Linear, data: ImageSet, batch_size: i
 
 
 @torch.no_grad()
+def fit_linear_head(head: nn.Linear, x: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
+    """Write into `head` the probe of features `x` (N, D), standardisation folded in; returns its train accuracy."""
+    mean, std = x.mean(0), x.std(0)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # as standardise() does
+    (xs,) = standardise(x)
+    weight, bias = fit_logistic(xs, labels, num_classes, PROBE_DEFAULTS["weight_decay"], PROBE_DEFAULTS["max_iter"])
+    folded = weight / std  # W (x - m) / s + b  =  (W / s) x + (b - (W / s) m)
+    head.weight.copy_(folded.to(head.weight))
+    head.bias.copy_((bias - folded @ mean).to(head.bias))
+    return float((xs @ weight.T + bias).argmax(1).eq(labels).float().mean())
+
+
+@torch.no_grad()
 def fit_probe_head(model: nn.Module, arch: str, data: ImageSet, num_classes: int) -> float:
-    """Replace the head's weights by a logistic-regression probe on `data`'s frozen features; returns its train
-    accuracy."""
-    head = head_of(model, arch)
+    """Re-estimate the BatchNorm statistics on `data`, then make the head a probe of its frozen features; returns
+    the probe's train accuracy."""
     was_training = model.training
     images = to_float(data.images)
     update_bn([images[i:i + 256] for i in range(0, len(images), 256)], model, next(model.parameters()).device)
     model.train(was_training)
-    x = head_inputs(model, head, data)
-    mean, std = x.mean(0), x.std(0)
-    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # as standardise() does
-    (xs,) = standardise(x)
-    weight, bias = fit_logistic(xs, data.labels, num_classes, PROBE_DEFAULTS["weight_decay"],
-                                PROBE_DEFAULTS["max_iter"])
-    # W (x - m) / s + b  =  (W / s) x + (b - (W / s) m)
-    folded = weight / std
-    head.weight.copy_(folded.to(head.weight))
-    head.bias.copy_((bias - folded @ mean).to(head.bias))
-    return float((xs @ weight.T + bias).argmax(1).eq(data.labels).float().mean())
+    head = head_of(model, arch)
+    return fit_linear_head(head, head_inputs(model, head, data), data.labels, num_classes)
