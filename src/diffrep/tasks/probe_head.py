@@ -57,9 +57,7 @@ def fit_linear_head(head: nn.Linear, x: torch.Tensor, labels: torch.Tensor, num_
 def fit_probe_head(model: nn.Module, arch: str, data: ImageSet, num_classes: int) -> float:
     """Re-estimate the BatchNorm statistics on `data`, then make the head a probe of its frozen features; returns
     the probe's train accuracy."""
-    was_training = model.training
-    images = to_float(data.images)
+    images = to_float(data.images)  # update_bn restores the model's train/eval mode itself
     update_bn([images[i:i + 256] for i in range(0, len(images), 256)], model, next(model.parameters()).device)
-    model.train(was_training)
     head = head_of(model, arch)
     return fit_linear_head(head, head_inputs(model, head, data), data.labels, num_classes)
