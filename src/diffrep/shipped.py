@@ -26,7 +26,7 @@ def name_of(path: str | Path | None) -> str | None:
     if path is None:
         return None
     folder = Path(path).resolve()
-    return folder.name if folder.parent == TEACHERS and (folder / "config.json").is_file() else None
+    return folder.name if shipped_teacher(folder.name) == folder else None
 
 
 # Models made from a shipped teacher and shipped in its folder, so that the quickstart can show them without

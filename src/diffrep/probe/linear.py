@@ -23,11 +23,15 @@ PRECONDITION_MAX_DIM = 2048    # wider features (full maps): the D x D eigendeco
 PRECONDITION_ROWS = 4096       # the covariance of a strided sample of this many rows (at least 2 D) is close enough
 
 
+def moments(train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-feature mean and std that `standardise` uses (constant features: std 1)."""
+    std = train.std(0)
+    return train.mean(0), torch.where(std > 1e-6, std, torch.ones_like(std))
+
+
 def standardise(train: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Centre and scale every split with the train split's per-feature mean and std (constant features: std 1)."""
-    mean = train.mean(0)
-    std = train.std(0)
-    std = torch.where(std > 1e-6, std, torch.ones_like(std))
+    mean, std = moments(train)
     return tuple((x - mean) / std for x in (train, *others))
 
 

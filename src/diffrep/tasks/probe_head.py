@@ -19,7 +19,7 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from diffrep.data import ImageSet, to_float
-from diffrep.probe.linear import PROBE_DEFAULTS, fit_logistic, standardise
+from diffrep.probe.linear import PROBE_DEFAULTS, fit_logistic, moments
 from diffrep.tasks.students import head_of
 
 
@@ -43,9 +43,8 @@ def head_inputs(model: nn.Module, head: nn.Linear, data: ImageSet, batch_size: i
 @torch.no_grad()
 def fit_linear_head(head: nn.Linear, x: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
     """Write into `head` the probe of features `x` (N, D), standardisation folded in; returns its train accuracy."""
-    mean, std = x.mean(0), x.std(0)
-    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # as standardise() does
-    (xs,) = standardise(x)
+    mean, std = moments(x)
+    xs = (x - mean) / std
     weight, bias = fit_logistic(xs, labels, num_classes, PROBE_DEFAULTS["weight_decay"], PROBE_DEFAULTS["max_iter"])
     folded = weight / std  # W (x - m) / s + b  =  (W / s) x + (b - (W / s) m)
     head.weight.copy_(folded.to(head.weight))
