@@ -42,6 +42,7 @@ bench: setup
 	$(PY) benchmarks/cli_start.py
 	$(PY) benchmarks/probe_grid.py
 	$(PY) benchmarks/features_memory.py
+	$(PY) benchmarks/dpm_step.py
 
 clean:
 	rm -rf out .pytest_cache

@@ -17,7 +17,7 @@ the frozen encoder's pooled features on the labelled images (standardisation fol
 accuracy is reported too.
 
     OMP_NUM_THREADS=1 python docs/results/repfusion-pilot/teacher_encoder_finetune.py [--t 10] [--seeds 0,1,2] \
-        [--teacher fashion-mnist-v1] [--lrs 1e-3] [--head random|probe] [--out results.json]
+        [--teacher fashion-mnist-v1] [--lrs 1e-3] [--head random|probe] [--inits teacher,random] [--out results.json]
 """
 import argparse
 import json
@@ -114,14 +114,20 @@ def main():
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--teacher", default=None, help="a UNet2DModel folder or shipped name (default: the shipped one)")
     ap.add_argument("--head", default="random", choices=("random", "probe"), help="probe: LP-FT")
+    ap.add_argument("--inits", default="teacher,random",
+                    help="teacher: the DPM's weights; random: the same network untrained (the same for any teacher "
+                         "of one architecture, so a second teacher may skip it)")
     a = ap.parse_args()
+    inits = a.inits.split(",")
+    if not inits or set(inits) - {"teacher", "random"}:
+        ap.error(f"--inits takes teacher, random or both, got {a.inits!r}")
     cfg = {**data_lib.DATA_DEFAULTS, "name": "fashion-mnist"}
     full, test = data_lib.load(cfg, "train"), data_lib.load(cfg, "test")
     seeds, lrs = [int(s) for s in a.seeds.split(",")], [float(r) for r in a.lrs.split(",")]
     train = {seed: data_lib.labelled(full, a.labels, seed) for seed in seeds}
     results, chosen = {}, {}
     val = validation(full, a.labels, seeds) if len(lrs) > 1 else None
-    for init in ("teacher", "random"):
+    for init in inits:
         chosen[init] = lrs[0]
         if val is not None:
             scores, tested = {}, {}
@@ -144,9 +150,10 @@ def main():
             alone = "" if probed is None else f", the probe head alone {probed:.4f}"
             print(f"{init} init, lr {chosen[init]:g}, seed {seed}: test accuracy {acc:.4f}{alone} (final train loss "
                   f"{loss:.3f})", flush=True)
-    for init in ("teacher", "random"):
+    for init in inits:
         accs = torch.tensor([results[f"{init}_seed{seed}"] for seed in seeds])
-        print(f"{init} init (lr {chosen[init]:g}): {100 * accs.mean():.2f} +/- {100 * accs.std():.2f}")
+        spread = f" +/- {100 * accs.std():.2f}" if len(accs) > 1 else ""
+        print(f"{init} init (lr {chosen[init]:g}): {100 * accs.mean():.2f}{spread}")
     if a.out:
         with open(a.out, "w") as fh:
             json.dump({"teacher": a.teacher, "t": a.t, "labels": a.labels, "head": a.head, "lr": chosen, **results},
