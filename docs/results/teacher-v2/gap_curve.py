@@ -23,16 +23,20 @@ HERE = Path(__file__).resolve().parent
 V1 = 6100 * 32
 SEEDS = (0, 1, 2)
 RANDOM_ARM = "../repfusion-pilot/teacher_encoder_finetune.json"  # v1's run, with both arms
+SCRATCH, SHIPPED, CONTINUED = "v1's recipe from scratch", "v1 (shipped)", "v1 continued, cosine"
 # (file, images seen, series)
-POINTS = [("encoder-early-500.json", 500 * 32, "v1's recipe from scratch"),
-          ("encoder-early-1500.json", 1500 * 32, "v1's recipe from scratch"),
-          ("encoder-early-3000.json", 3000 * 32, "v1's recipe from scratch"),
-          ("encoder-early-12200.json", 12200 * 32, "v1's recipe from scratch"),
-          ("encoder-early-24400.json", 24400 * 32, "v1's recipe from scratch"),
-          (RANDOM_ARM, V1, "v1 (shipped)"),
-          ("encoder-v1-step2000.json", V1 + 2000 * 32, "v1 continued, cosine"),
-          ("encoder-v1-tail.json", V1 + 3500 * 32, "v1 continued, cosine"),
-          ]
+POINTS = [*[(f"encoder-early-{step}.json", step * 32, SCRATCH) for step in (500, 1500, 3000, 12200, 24400)],
+          (RANDOM_ARM, V1, SHIPPED),
+          ("encoder-v1-step2000.json", V1 + 2000 * 32, CONTINUED),
+          ("encoder-v1-tail.json", V1 + 3500 * 32, CONTINUED)]
+
+
+def images_axis(ax, ticks: list[int], **labels) -> None:
+    """A log axis of images seen (thousands), ticked at `ticks`."""
+    ax.set(xscale="log", xlabel="images seen in training (thousands)", **labels)
+    ax.set_xticks(ticks, [f"{k:,}" for k in ticks])
+    ax.minorticks_off()
+    ax.grid(alpha=0.3)
 
 
 def main():
@@ -48,13 +52,13 @@ def main():
     print(f"{'images':>9}  {'series':<26} {'accuracy':>8}  gap (trained - random, +/- std over seeds)")
     for images, series, gap, spread, acc in sorted(rows):
         print(f"{images:>9,}  {series:<26} {acc:8.2f}  {gap:+.2f} +/- {spread:.2f}")
-    fit = [(np.log2(images), gap) for images, series, gap, _, _ in rows if series in ("v1's recipe from scratch",
-                                                                                     "v1 (shipped)")]
+    fit = [(np.log2(images), gap) for images, series, gap, _, _ in rows if series in (SCRATCH, SHIPPED)]
     slope, intercept = np.polyfit(*zip(*fit), 1)
     print(f"fit over v1's recipe: {slope:+.2f} points per doubling of the images")
 
     fig, (ax, proxy_ax) = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained", width_ratios=(3, 2))
-    for i, series in enumerate(dict.fromkeys(r[1] for r in rows)):
+    order = list(dict.fromkeys(r[1] for r in rows))  # one colour per series, in both panels
+    for i, series in enumerate(order):
         pts = [r for r in rows if r[1] == series]
         ax.errorbar([r[0] / 1000 for r in pts], [r[2] for r in pts], yerr=[r[3] for r in pts], marker="o",
                     capsize=3, ls="-" if len(pts) > 1 else "none", color=f"C{i}", label=series)
@@ -62,25 +66,17 @@ def main():
     ax.plot(xs / 1000, slope * np.log2(xs) + intercept, color="grey", ls=":", lw=1,
             label=f"fit: {slope:+.2f} points per doubling")
     ax.axhline(7, color="C3", ls="--", lw=1, label="issue 14's target (+7)")
-    ax.set(xscale="log", xlabel="images seen in training (thousands)",
-           ylabel="fine-tune gap at 1% labels (points)",
-           title="the target: teacher-encoder fine-tune gap (trained - random weights)")
     ticks = [16 * 2 ** k for k in range(int(np.log2(xs[1] / 16000)) + 2)]
-    ax.set_xticks(ticks, [f"{k:,}" for k in ticks])
-    ax.minorticks_off()
-    ax.grid(alpha=0.3)
+    images_axis(ax, ticks, ylabel="fine-tune gap at 1% labels (points)",
+                title="the target: teacher-encoder fine-tune gap (trained - random weights)")
     ax.legend(fontsize=8)
     proxy = list(csv.DictReader((HERE / "proxy.csv").open())) if (HERE / "proxy.csv").is_file() else []
-    for i, series in enumerate(dict.fromkeys(r[1] for r in rows)):
+    for i, series in enumerate(order):
         for pool, marker in (("gap", "o"), ("grid:2", "s")):
             pts = [r for r in proxy if r["series"] == series and r["pool"] == pool]
             proxy_ax.plot([int(r["images"]) / 1000 for r in pts], [100 * float(r["accuracy"]) for r in pts],
                           marker=marker, color=f"C{i}", ls="-" if len(pts) > 1 else "none", label=f"{series}, {pool}")
-    proxy_ax.set(xscale="log", xlabel="images seen in training (thousands)", ylabel="test accuracy (%)",
-                 title="the proxy: 600-label probe of the frozen mid_block")
-    proxy_ax.set_xticks(ticks, [f"{k:,}" for k in ticks])
-    proxy_ax.minorticks_off()
-    proxy_ax.grid(alpha=0.3)
+    images_axis(proxy_ax, ticks, ylabel="test accuracy (%)", title="the proxy: 600-label probe of the frozen mid_block")
     proxy_ax.legend(fontsize=7)
     fig.savefig(HERE / "gap_curve.png", dpi=110)
     print(f"wrote {HERE / 'gap_curve.png'}")
