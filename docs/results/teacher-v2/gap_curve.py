@@ -25,7 +25,7 @@ SEEDS = (0, 1, 2)
 RANDOM_ARM = "../repfusion-pilot/teacher_encoder_finetune.json"  # v1's run, with both arms
 SCRATCH, SHIPPED, CONTINUED = "v1's recipe from scratch", "v1 (shipped)", "v1 continued, cosine"
 # (file, images seen, series)
-POINTS = [*[(f"encoder-early-{step}.json", step * 32, SCRATCH) for step in (500, 1500, 3000, 12200, 24400)],
+POINTS = [*[(f"encoder-early-{step}.json", step * 32, SCRATCH) for step in (500, 1500, 3000, 12200, 24400, 45000)],
           (RANDOM_ARM, V1, SHIPPED),
           ("encoder-v1-step2000.json", V1 + 2000 * 32, CONTINUED),
           ("encoder-v1-tail.json", V1 + 3500 * 32, CONTINUED)]
@@ -54,7 +54,9 @@ def main():
         print(f"{images:>9,}  {series:<26} {acc:8.2f}  {gap:+.2f} +/- {spread:.2f}")
     fit = [(np.log2(images), gap) for images, series, gap, _, _ in rows if series in (SCRATCH, SHIPPED)]
     slope, intercept = np.polyfit(*zip(*fit), 1)
-    print(f"fit over v1's recipe: {slope:+.2f} points per doubling of the images")
+    target = 2 ** ((7 - intercept) / slope)
+    print(f"fit over v1's recipe: {slope:+.2f} points per doubling of the images; it reaches +7 at "
+          f"{target / 1e6:.1f}M images ({target / V1:.0f}x v1, {target / 32:,.0f} steps at batch 32)")
 
     fig, (ax, proxy_ax) = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained", width_ratios=(3, 2))
     order = list(dict.fromkeys(r[1] for r in rows))  # one colour per series, in both panels
