@@ -116,3 +116,25 @@ def test_finetune_from_a_backbone(tmp_path, capsys):
     plain = torchvision.models.mobilenet_v2(num_classes=10)
     plain.features[0][0] = torch.nn.Conv2d(3, 32, 3, 1, 1, bias=False)
     plain.load_state_dict(load_file(out / "model.safetensors"))
+
+
+def test_backbone_lr_ratio_splits_the_rate_between_backbone_and_fresh_head():
+    from diffrep.options.blocks import AUGMENT, HEAD
+    from diffrep.tasks.classify import ClassifierModule
+    from diffrep.tasks.finetune import DEFAULTS
+    from diffrep.tasks.finetune_module import configure_optimizer
+    from diffrep.tasks.segment import SegmentModule
+    optim = {**DEFAULTS["optim"], "name": "sgd", "lr": 0.05, "warmup_steps": 0}
+    student = build_student("resnet18", 1, "small")
+    assert configure_optimizer(ClassifierModule(student, "resnet18", 10, optim, None, 0, False).parameter_groups(),
+                               optim, 10)["optimizer"].param_groups[0]["lr"] == 0.05  # the reference: one group
+    slow = {**optim, "backbone_lr_ratio": 0.1}
+    classify = ClassifierModule(build_student("resnet18", 1, "small"), "resnet18", 10, slow, None, 0, False)
+    segment = SegmentModule(build_student("resnet18", 1, "small"), "resnet18", 1, 11, {**HEAD, "width": 8}, slow,
+                            AUGMENT, None, 0, False)
+    for module, head in ((classify, classify.net.fc), (segment, segment.net.decoder)):
+        backbone_group, head_group = configure_optimizer(module.parameter_groups(), slow, 10)["optimizer"].param_groups
+        assert backbone_group["lr"] == pytest.approx(0.005) and head_group["lr"] == 0.05
+        assert {id(p) for p in head_group["params"]} == {id(p) for p in head.parameters()}
+        assert len(backbone_group["params"]) + len(head_group["params"]) == len(list(module.net.parameters()))
+    assert cli.main(["finetune", "--optim.backbone_lr_ratio", "0", "--out", "unused"]) == 2

@@ -65,6 +65,9 @@ FINETUNE_OPTIM = {
     "batch_size": 128,
     "warmup_steps": 100,    # linear warm-up, then cosine decay to 0 at trainer.max_steps
     "ema_decay": None,      # e.g. 0.999 (RepFusion's CIFAR fine-tuning); null: no EMA
+    # the pre-trained backbone's rate as a fraction of lr, while the fresh head (or FPN decoder) keeps lr:
+    # discriminative fine-tuning, so that the first steps rewrite less of what distillation put there. 1: the reference
+    "backbone_lr_ratio": 1.0,
 }
 
 HEAD = {

@@ -32,7 +32,8 @@ FINETUNE_RULES = {**DATA_RULES, **TRAINER_RULES, "task": "in:classify,segment,la
                   "student.arch": "in:resnet18,resnet50,mobilenet_v2|null", "student.stem": "in:small,imagenet|null",
                   "optim.name": "in:sgd,adamw|null", "optim.lr": "float>0|null", "optim.momentum": "unit",
                   "optim.nesterov": "bool", "optim.weight_decay": "float>=0|null", "optim.batch_size": "int>=1",
-                  "optim.warmup_steps": "int>=0", "optim.ema_decay": "unit|null", "head_init": "in:random,probe",
+                  "optim.warmup_steps": "int>=0", "optim.ema_decay": "unit|null",
+                  "optim.backbone_lr_ratio": "fraction", "head_init": "in:random,probe",
                   "head.width": "int>=1", "head.sigma": "float>0", "augment.degrees": "range:0..180",
                   "augment.scale": "range:0..0.9", "augment.translate": "unit", "overlays": "int>=0",
                   "epochs": "int>=1|null", "eval_batch_size": "int>=1", "seed": "int>=0"}

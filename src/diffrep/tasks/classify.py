@@ -14,7 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from diffrep.data import ImageSet, to_float
 from diffrep.tasks.finetune_module import OPTIM_DEFAULTS, FinetuneModule
 from diffrep.tasks.probe_head import fit_probe_head
-from diffrep.tasks.students import replace_head
+from diffrep.tasks.students import head_of, replace_head
 from diffrep.train import step_loader
 
 __all__ = ["OPTIM_DEFAULTS", "ClassifierModule"]
@@ -37,6 +37,9 @@ class ClassifierModule(FinetuneModule):
     @property
     def student(self) -> nn.Module:
         return self.net
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(head_of(self.net, self.arch).parameters())
 
     def train_dataloader(self):
         return step_loader(self.train_data, self.optim["batch_size"], lambda: self.global_step, self._rank_seed(),

@@ -27,6 +27,9 @@ class DenseModule(FinetuneModule):
         super().__init__(net, optim, train_data, seed, hflip)
         self.augment = augment
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.net.decoder.parameters())
+
     def train_dataloader(self):
         return dense_loader(self.train_data, self.target, self.optim["batch_size"], lambda: self.global_step,
                             self._rank_seed(), self.hflip, self.augment)

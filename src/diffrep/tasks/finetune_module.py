@@ -22,8 +22,9 @@ LR_DEFAULTS = {"sgd": 0.1, "adamw": 2e-3}  # adamw: mmpose's Adam rate for WFLW 
 
 def configure_optimizer(params, optim: dict, total_steps: int) -> dict:
     """SGD or AdamW (OPTIM_DEFAULTS) with warm-up and cosine decay per step, as Lightning's configure_optimizers
-    returns them; shared by every fine-tuning module."""
+    returns them; shared by every fine-tuning module. `params` may be parameter groups with an `lr_scale`."""
     lr = LR_DEFAULTS[optim["name"]] if optim["lr"] is None else optim["lr"]
+    params = [{**g, "lr": lr * g.pop("lr_scale", 1.0)} if isinstance(g, dict) else g for g in params]
     if optim["name"] == "sgd":
         wd = 1e-4 if optim["weight_decay"] is None else optim["weight_decay"]
         opt = torch.optim.SGD(params, lr=lr, momentum=optim["momentum"], nesterov=bool(optim["nesterov"]),
@@ -82,5 +83,19 @@ class FinetuneModule(TimedModule):
         if self.ema is not None:
             self.ema.update_parameters(self.net)
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The freshly initialised part of `net` (a classifier head, an FPN decoder), which keeps the full rate."""
+        raise NotImplementedError
+
+    def parameter_groups(self) -> list:
+        """All of `net`'s parameters; with optim.backbone_lr_ratio below 1, as a backbone group at that fraction
+        of the rate and a head group at the full rate."""
+        ratio = self.optim.get("backbone_lr_ratio", 1.0)
+        if ratio == 1:
+            return list(self.net.parameters())
+        head = {id(p) for p in self.head_parameters()}
+        return [{"params": [p for p in self.net.parameters() if id(p) not in head], "lr_scale": ratio},
+                {"params": [p for p in self.net.parameters() if id(p) in head]}]
+
     def configure_optimizers(self):
-        return configure_optimizer(self.net.parameters(), self.optim, self.trainer.max_steps)
+        return configure_optimizer(self.parameter_groups(), self.optim, self.trainer.max_steps)
