@@ -135,6 +135,7 @@ def test_backbone_lr_ratio_splits_the_rate_between_backbone_and_fresh_head():
     for module, head in ((classify, classify.net.fc), (segment, segment.net.decoder)):
         backbone_group, head_group = configure_optimizer(module.parameter_groups(), slow, 10)["optimizer"].param_groups
         assert backbone_group["lr"] == pytest.approx(0.005) and head_group["lr"] == 0.05
+        assert "lr_scale" not in backbone_group
         assert {id(p) for p in head_group["params"]} == {id(p) for p in head.parameters()}
         assert len(backbone_group["params"]) + len(head_group["params"]) == len(list(module.net.parameters()))
     assert cli.main(["finetune", "--optim.backbone_lr_ratio", "0", "--out", "unused"]) == 2

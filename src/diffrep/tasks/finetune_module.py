@@ -24,7 +24,8 @@ def configure_optimizer(params, optim: dict, total_steps: int) -> dict:
     """SGD or AdamW (OPTIM_DEFAULTS) with warm-up and cosine decay per step, as Lightning's configure_optimizers
     returns them; shared by every fine-tuning module. `params` may be parameter groups with an `lr_scale`."""
     lr = LR_DEFAULTS[optim["name"]] if optim["lr"] is None else optim["lr"]
-    params = [{**g, "lr": lr * g.pop("lr_scale", 1.0)} if isinstance(g, dict) else g for g in params]
+    params = [{**{k: v for k, v in g.items() if k != "lr_scale"}, "lr": lr * g.get("lr_scale", 1.0)}
+              if isinstance(g, dict) else g for g in params]
     if optim["name"] == "sgd":
         wd = 1e-4 if optim["weight_decay"] is None else optim["weight_decay"]
         opt = torch.optim.SGD(params, lr=lr, momentum=optim["momentum"], nesterov=bool(optim["nesterov"]),
@@ -74,7 +75,7 @@ class FinetuneModule(TimedModule):
         loss = self.loss(self.net(images), target)
         self.recent_losses.append(loss.item())
         self.log("train/loss", loss, prog_bar=True)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+        self.log("train/lr", self.optimizers().param_groups[-1]["lr"])  # the head's: the full rate
         return loss
 
     def optimizer_step(self, *args, **kwargs):
