@@ -11,9 +11,6 @@ forward, hint loss through the adapter, reward head, REINFORCE and entropy terms
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
@@ -21,9 +18,7 @@ from diffrep.repfusion import ActionGrid, DistillLoss, PolicyNet, RewardHead, po
 from diffrep.repfusion.distill import default_teacher_tap
 from diffrep.tasks import build_student, default_tap, replace_head, student_features
 from diffrep.teacher import load_teacher
-from timing import alternating_medians, machine, save_result  # benchmarks/timing.py
-
-HERE = Path(__file__).resolve().parent
+from timing import alternating_medians, machine, save_result, step_parser  # benchmarks/timing.py
 
 
 def make_steps(arch: str, stem: str, batch: int) -> dict:
@@ -66,12 +61,9 @@ def make_steps(arch: str, stem: str, batch: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = step_parser(__doc__, batch=128, repeats=5)
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--stem", default="imagenet", help="imagenet (the CPU protocol's student) or small")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     steps = make_steps(args.arch, args.stem, args.batch)
     med = alternating_medians(steps, args.repeats)

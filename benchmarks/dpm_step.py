@@ -10,7 +10,6 @@ fp32_over_bf16 > 1 means bf16 is faster.
 """
 from __future__ import annotations
 
-import argparse
 import warnings
 from pathlib import Path
 
@@ -20,9 +19,7 @@ from diffrep import config as config_lib
 from diffrep.data import ImageSet
 from diffrep.dpm import fit
 from diffrep.dpm.module import DDPMModule
-from timing import alternating_medians, machine, save_result  # benchmarks/timing.py
-
-HERE = Path(__file__).resolve().parent
+from timing import alternating_medians, machine, save_result, step_parser  # benchmarks/timing.py
 
 
 def make_step(batch: int, precision: str):
@@ -53,11 +50,7 @@ def bf16_cpu() -> bool | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=HERE / "results")
-    args = parser.parse_args()
+    args = step_parser(__doc__, batch=32, repeats=7).parse_args()
     warnings.filterwarnings("ignore", message=".*self.log.*")
     med = alternating_medians({p: make_step(args.batch, p) for p in ("fp32", "bf16")}, args.repeats)
     result = {

@@ -12,9 +12,7 @@ diffae_over_pdae > 1 means a PDAE step is cheaper. Trainable parameter counts ar
 """
 from __future__ import annotations
 
-import argparse
 import warnings
-from pathlib import Path
 
 import torch
 
@@ -26,9 +24,7 @@ from diffrep.pdae.estimator import GradientEstimator
 from diffrep.pdae.module import PDAEModule
 from diffrep.pdae.weighting import loss_weights
 from diffrep.teacher import load_teacher
-from timing import alternating_medians, machine, save_result  # benchmarks/timing.py
-
-HERE = Path(__file__).resolve().parent
+from timing import alternating_medians, machine, save_result, step_parser  # benchmarks/timing.py
 
 
 def make_steps(batch: int) -> tuple[dict, dict]:
@@ -60,11 +56,7 @@ def make_steps(batch: int) -> tuple[dict, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=HERE / "results")
-    args = parser.parse_args()
+    args = step_parser(__doc__, batch=64, repeats=5).parse_args()
     warnings.filterwarnings("ignore", message=".*self.log.*")  # the step logs; there is no Trainer here
     steps, params = make_steps(args.batch)
     med = alternating_medians(steps, args.repeats)

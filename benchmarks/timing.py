@@ -1,6 +1,8 @@
-"""What the benchmarks share: alternating timing with medians, and the JSON they print and save."""
+"""What the benchmarks share: the options of a step benchmark, alternating timing with medians, and the JSON they
+print and save."""
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
@@ -9,6 +11,18 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def step_parser(doc: str, batch: int, repeats: int) -> argparse.ArgumentParser:
+    """--batch, --repeats and --out (default benchmarks/results/), with the script's docstring as its help."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    return parser
 
 
 def alternating_medians(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:

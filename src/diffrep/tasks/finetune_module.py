@@ -3,7 +3,8 @@
 The trained network `net` with an optional EMA copy (evaluated and exported when present), SGD (Nesterov) or
 AdamW with a linear warm-up then cosine decay to 0 at trainer.max_steps, per-step seeding of the global
 generator so resumed runs are exact, and the training step around the subclass's `loss(outputs, target)`.
-Subclasses provide `train_dataloader` (batches of (images, target)) and `loss`.
+Subclasses provide `train_dataloader` (batches of (images, target)), `loss` and
+`head_parameters` (the fresh part of `net`, which optim.backbone_lr_ratio leaves at the full rate).
 """
 from __future__ import annotations
 
