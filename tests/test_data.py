@@ -41,6 +41,24 @@ def test_label_fraction_keeps_one_percent_of_each_class():
         data.labelled(train, 1.5, seed=0)
 
 
+def test_held_out_validation_images_are_disjoint_from_the_labelled_ones():
+    n = 1000  # each image holds its own index, so subsets can be compared by value
+    images = torch.arange(n).view(n, 1, 1, 1)
+    imageset = data.ImageSet(images, torch.arange(n) % 10, [str(c) for c in range(10)])
+    dense = data.DenseSet(images, None, None, [], [])
+    for whole, labelled, held_out in ((imageset, data.labelled, data.held_out),
+                                      (dense, data.labelled_dense, data.held_out_dense)):
+        kept = set(labelled(whole, 0.1, seed=3).images.flatten().tolist())
+        val = held_out(whole, 0.1, 3, 0.2)  # a fraction of the whole split
+        assert len(val) == 200 and not kept & set(val.images.flatten().tolist())
+        assert torch.equal(held_out(whole, 0.1, 3, 50).images, held_out(whole, 0.1, 3, 50).images)  # seeded
+        with pytest.raises(UserError, match="data.val asks for 901 held-out images, but only 900"):
+            held_out(whole, 0.1, 3, 901)
+        with pytest.raises(UserError, match="only 0 train images are not labelled"):
+            held_out(whole, 1.0, 3, 1)
+    assert data.held_out(imageset, 0.1, 3, 100).labels.bincount().tolist() == [10] * 10  # stratified
+
+
 def test_digits_are_resized_and_channels_converted():
     train = data.load(cfg(name="digits", channels=3), "train")
     test = data.load(cfg(name="digits", channels=3), "test")

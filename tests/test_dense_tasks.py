@@ -166,9 +166,10 @@ def test_finetune_landmarks_from_a_backbone(tmp_path):
                              "mobilenet_v2", 1, "small")
     out = tmp_path / "lm"
     proc = run_cli("finetune", "--task", "landmarks", *TINY_DENSE, "--init", str(backbone), "--data.labels", "0.5",
-                   "--trainer.max_steps", "3", "--out", str(out))
+                   "--trainer.max_steps", "3", "--data.val", "8", "--out", str(out))
     metrics = _metrics(out)
     assert metrics["test_nme"] > 0 and metrics["train_images"] == 32 and metrics["steps"] == 3
+    assert metrics["val_nme"] > 0 and metrics["val_images"] == 8 and "validation NME" in proc.stdout
     assert {"test_pixel_error", "train_seconds", "final_loss"} <= metrics.keys() and "test NME" in proc.stdout
     assert (out / "overlays.png").stat().st_size > 1000
     config = (out / "config.yaml").read_text()

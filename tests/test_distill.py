@@ -203,6 +203,55 @@ def test_a_runner_passes_over_runs_another_runner_holds(tmp_path, monkeypatch):
     assert (out / "results.md").read_text().count("50.00 +/- 0.00") == 2
 
 
+def test_experiment_select_picks_each_variants_value_by_validation_and_reports_its_test_score(tmp_path, monkeypatch):
+    out = tmp_path / "exp"
+    cfg = config_lib.resolve(experiment.DEFAULTS, None, [
+        "--labels", "[0.1]", "--seeds", "[0,1]", "--out", str(out), "--distill_per_seed", "false",
+        "--select.option", "optim.backbone_lr_ratio", "--select.values", "[1.0, 0.1]", "--finetune.data.val", "100"])
+    cfg["variants"] = [{"name": "random_init", "distill": None},
+                       {"name": "uniform", "distill": {"timesteps": "uniform:0-999"}}]
+    # random init validates best at the full rate, the distilled student at the slow one; the test scores say
+    # which run each cell comes from
+    val = {("random_init", 1.0): 0.8, ("random_init", 0.1): 0.7, ("uniform", 1.0): 0.6, ("uniform", 0.1): 0.9}
+    test = {("random_init", 1.0): 0.81, ("random_init", 0.1): 0.99, ("uniform", 1.0): 0.99, ("uniform", 0.1): 0.85}
+
+    def fake_distill(run_cfg, resume=False):
+        Path(run_cfg["out"]).mkdir(parents=True)
+        (Path(run_cfg["out"]) / "metrics.json").write_text(json.dumps({"train_seconds": 1}))
+
+    def fake_finetune(run_cfg, resume=False):
+        assert run_cfg["data"]["val"] == 100
+        key = ("uniform" if run_cfg["init"] else "random_init", run_cfg["optim"]["backbone_lr_ratio"])
+        Path(run_cfg["out"]).mkdir(parents=True)
+        (Path(run_cfg["out"]) / "metrics.json").write_text(json.dumps(
+            {"test_accuracy": test[key], "val_accuracy": val[key], "train_images": 10}))
+
+    monkeypatch.setattr(experiment.distill, "run", fake_distill)
+    monkeypatch.setattr(experiment.finetune, "run", fake_finetune)
+    summary = experiment.run(cfg)
+    assert (out / "finetune/uniform/labels0.1-seed1/backbone_lr_ratio0.1/metrics.json").is_file()
+    assert summary["random_init_labels0.1_picked"] == 1.0 and summary["uniform_labels0.1_picked"] == 0.1
+    assert summary["random_init_labels0.1_mean"] == pytest.approx(81) and summary["uniform_labels0.1_mean"] == 85
+    table = (out / "results.md").read_text()
+    assert "| uniform | 85.00 +/- 0.00 (backbone_lr_ratio 0.1) |" in table
+    assert "| uniform | 0.1 | 85.00 +/- 0.00 (90.00) * |" in table
+    assert "| uniform | 1 | 99.00 +/- 0.00 (60.00) |" in table
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 8 and sum(r["picked"] == "True" for r in rows) == 4
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--select.values", "[1.0, 0.1]"], "set finetune.data.val"),
+    (["--select.values", "[0.1]", "--finetune.data.val", "10"], "select.values must list at least two distinct"),
+])
+def test_a_selection_without_validation_images_or_values_is_one_line(tmp_path, capsys, options, message):
+    args = ["experiment", "repfusion", "--select.option", "optim.backbone_lr_ratio", *options,
+            "--out", str(tmp_path / "e")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not (tmp_path / "e").exists()
+
+
 def test_a_diverging_distillation_stops_with_one_line_and_exports_nothing(tiny_teacher_dir, tmp_path):
     out = tmp_path / "run"
     proc = run_cli("distill", "--teacher", str(tiny_teacher_dir), *TINY_DISTILL, "--timesteps", "fixed:10",

@@ -106,10 +106,11 @@ def test_finetune_from_a_backbone(tmp_path, capsys):
     assert "task segment needs a dataset with masks" in capsys.readouterr().err
 
     out = tmp_path / "ft"
-    run_cli("finetune", *TINY_FINETUNE, "--init", str(backbone), "--data.labels", "0.5", "--optim.ema_decay", "0.9",
-            "--epochs", "1", "--out", str(out))
+    proc = run_cli("finetune", *TINY_FINETUNE, "--init", str(backbone), "--data.labels", "0.5", "--optim.ema_decay",
+                   "0.9", "--epochs", "1", "--data.val", "20", "--out", str(out))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_images"] == 50 and metrics["steps"] == 50 // 8 and "test_accuracy" in metrics
+    assert metrics["val_images"] == 20 and 0 <= metrics["val_accuracy"] <= 1 and "validation" in proc.stdout
     config = (out / "config.yaml").read_text()
     assert "arch: mobilenet_v2" in config and "channels: 3" in config
     # The classifier loads into plain torchvision with the stem change, strictly

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from diffrep.data import celebamask, scenes, sources, wflw
-from diffrep.data.imageset import ImageSet, fit_image, to_float
+from diffrep.data.imageset import ImageSet, fit_image, held_out_count, label_fraction, to_float
 from diffrep.errors import UserError
 from diffrep.options import blocks
 
@@ -134,6 +134,13 @@ def scene_images(cfg: dict, split: str) -> ImageSet:
 
 def labelled_dense(data: DenseSet, fraction: float, seed: int) -> DenseSet:
     """The part of `data` whose masks / landmarks are kept under a label fraction in (0, 1] (seeded, at least one)."""
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-        raise UserError(f"data.labels must be a fraction in (0, 1], got {fraction!r}")
-    return data.subset(random_subset(len(data), float(fraction), seed))
+    return data.subset(random_subset(len(data), label_fraction(fraction), seed))
+
+
+def held_out_dense(data: DenseSet, fraction: float, seed: int, amount: float | int) -> DenseSet:
+    """Validation images: `amount` (a count, or a fraction of `data`) of those `labelled_dense` leaves out, seeded."""
+    taken = torch.zeros(len(data), dtype=torch.bool)
+    taken[random_subset(len(data), label_fraction(fraction), seed)] = True
+    rest = (~taken).nonzero().flatten()
+    count = held_out_count(amount, len(data), len(rest))
+    return data.subset(rest[random_subset(len(rest), count, seed + 1)])

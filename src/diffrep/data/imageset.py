@@ -133,11 +133,39 @@ def load(cfg: dict, split: str, size_key: str | None = None) -> ImageSet:
     return data
 
 
-def labelled(data: ImageSet, fraction: float, seed: int) -> ImageSet:
-    """The part of `data` whose labels are kept under a label fraction in (0, 1] (stratified, seeded)."""
+def label_fraction(fraction) -> float:
+    """data.labels, checked: a fraction in (0, 1]."""
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise UserError(f"data.labels must be a fraction in (0, 1], got {fraction!r}")
-    return data.subset(stratified_subset(data.labels, float(fraction), seed))
+    return float(fraction)
+
+
+def labelled(data: ImageSet, fraction: float, seed: int) -> ImageSet:
+    """The part of `data` whose labels are kept under a label fraction in (0, 1] (stratified, seeded)."""
+    return data.subset(stratified_subset(data.labels, label_fraction(fraction), seed))
+
+
+def held_out_count(amount, total: int, left: int) -> int:
+    """How many validation images `data.val` asks for (a count, or a fraction of all `total` train images), checked
+    against the `left` that the labelled images leave."""
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount <= 0 \
+            or (isinstance(amount, float) and amount > 1):
+        raise UserError(f"data.val must be a count or a fraction in (0, 1] of the train split, got {amount!r}")
+    count = max(1, round(amount * total)) if isinstance(amount, float) else amount
+    if count > left:
+        raise UserError(f"data.val asks for {count} held-out images, but only {left} train images are not labelled "
+                        f"(lower data.val or data.labels)")
+    return count
+
+
+def held_out(data: ImageSet, fraction: float, seed: int, amount: float | int) -> ImageSet:
+    """Validation images: `amount` (a count, or a fraction of `data`) of the images that `labelled(data, fraction,
+    seed)` leaves out, stratified and seeded, so that picking a setting on them never looks at the test split."""
+    taken = torch.zeros(len(data), dtype=torch.bool)
+    taken[stratified_subset(data.labels, label_fraction(fraction), seed)] = True
+    rest = (~taken).nonzero().flatten()
+    count = held_out_count(amount, len(data), len(rest))
+    return data.subset(rest[stratified_subset(data.labels[rest], count, seed + 1)])
 
 
 def hflip_batch(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

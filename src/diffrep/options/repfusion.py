@@ -68,6 +68,10 @@ EXPERIMENT = {
     ],
     "distill": {},                   # options for every distillation (see diffrep distill --help)
     "finetune": {},                  # options for every fine-tuning (see diffrep finetune --help)
+    # Fine-tune every run at each of `values` of one finetune `option` (e.g. optim.backbone_lr_ratio) and report,
+    # per variant, task and label fraction, the value whose mean validation score over the seeds is best; the
+    # validation images are finetune.data.val's, held out of the train split. option null: no selection.
+    "select": {"option": None, "values": []},
     "best_fixed": {"train_size": 10000, "test_size": 2000, "timesteps": None},  # the probe that picks t
     "out": "runs/experiments/repfusion",
 }

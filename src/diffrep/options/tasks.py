@@ -12,7 +12,9 @@ FINETUNE = {
     },
     # name null: fashion-mnist for classify, fmnist-scenes for segment / landmarks; channels null: the init
     # file's, else 1. fit: classify only; max_items, scene_seed: fmnist-scenes only (see data.DENSE_DEFAULTS).
-    "data": {**DATA, "name": None, "channels": None, "max_items": 2, "scene_seed": 0},
+    # val: validation images held out of the train split's unlabelled rest (a count, or a fraction of the split),
+    # scored at the end (val_accuracy | val_miou | val_nme) to pick settings without the test split; null: none.
+    "data": {**DATA, "name": None, "channels": None, "max_items": 2, "scene_seed": 0, "val": None},
     "optim": {**FINETUNE_OPTIM, "name": None},  # name null: adamw for landmarks, else sgd
     # classify: random (the reference) | probe (LP-FT: the head starts as a linear probe of the frozen backbone,
     # fitted on the labelled images; see tasks/probe_head.py)
@@ -33,7 +35,7 @@ FINETUNE_RULES = {**DATA_RULES, **TRAINER_RULES, "task": "in:classify,segment,la
                   "optim.name": "in:sgd,adamw|null", "optim.lr": "float>0|null", "optim.momentum": "unit",
                   "optim.nesterov": "bool", "optim.weight_decay": "float>=0|null", "optim.batch_size": "int>=1",
                   "optim.warmup_steps": "int>=0", "optim.ema_decay": "unit|null",
-                  "optim.backbone_lr_ratio": "fraction", "head_init": "in:random,probe",
+                  "optim.backbone_lr_ratio": "fraction", "data.val": "size|null", "head_init": "in:random,probe",
                   "head.width": "int>=1", "head.sigma": "float>0", "augment.degrees": "range:0..180",
                   "augment.scale": "range:0..0.9", "augment.translate": "unit", "overlays": "int>=0",
                   "epochs": "int>=1|null", "eval_batch_size": "int>=1", "seed": "int>=0"}

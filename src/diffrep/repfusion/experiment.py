@@ -12,6 +12,9 @@ probe of the distilled tap (`diffrep.probe.run`, on a subset, cached in best_fix
 own directory under OUT; a finished run is skipped and an unfinished one resumed, so the whole experiment
 resumes where it stopped. Writes OUT/results.csv (one row per fine-tuning), results.md (mean +/- std per
 variant, task and fraction, in %) and results.png (one per task, results-TASK.png, when there are several).
+With `select` (an option of diffrep finetune and its values, e.g. optim.backbone_lr_ratio: [1.0, 0.1]) every
+fine-tuning runs at each value, and each cell reports the value whose mean validation score over the seeds is best:
+a setting is picked on images held out of the train split (finetune.data.val), never on the test split.
 Several runners may share OUT (e.g. `--labels "[0.01]"` and `--labels "[0.1]"`, one per core): a lock file per
 run lets each take the runs nobody else holds, so no run is trained twice; each writes the table of its own runs,
 so run the command once more over everything to tabulate it all.
@@ -43,6 +46,7 @@ from diffrep.teacher import teacher_from_config
 METRICS = {"classify": ("test_accuracy", "accuracy", "classify: top-1 accuracy, higher is better"),
            "segment": ("test_miou", "mIoU", "segment: mean IoU over classes, higher is better"),
            "landmarks": ("test_nme", "NME", "landmarks: normalised mean error, lower is better")}
+LOWER_IS_BETTER = {"landmarks"}
 
 DEFAULTS = options.EXPERIMENT
 
@@ -94,8 +98,30 @@ def best_fixed_t(cfg: dict, out: Path, distill_cfg: dict) -> int:
     return top["t"]
 
 
+def selected_values(cfg: dict) -> list:
+    """The values of `select.option` that every run is fine-tuned at, or [None] without a selection."""
+    option, values = cfg["select"]["option"], cfg["select"]["values"]
+    if option is None:
+        return [None]
+    if not isinstance(values, list) or len(values) < 2 or len({str(v) for v in values}) != len(values):
+        raise UserError(f"select.values must list at least two distinct values of {option}; got {values!r}")
+    if (cfg["finetune"].get("data") or {}).get("val") is None:
+        raise UserError("select picks by validation score: set finetune.data.val (images held out of the train split)")
+    return values
+
+
+def _show(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def _tag(option: str, value) -> str:
+    """A run folder's name for one selected value: backbone_lr_ratio0.1."""
+    return option.rpartition(".")[2] + _show(value)
+
+
 def plan(cfg: dict) -> list[dict]:
     """Every fine-tuning run with the distillation it starts from (None: random init)."""
+    values = selected_values(cfg)
     names = [v["name"] for v in cfg["variants"]]
     if len(set(names)) != len(names):
         raise UserError(f"variant names must be distinct, got {names}")
@@ -124,8 +150,10 @@ def plan(cfg: dict) -> list[dict]:
                         source = {"name": f"distill/{variant['name']}/{tag}seed{distill_seed}", "seed": distill_seed,
                                   "options": variant["distill"], "labels": fraction if uses_labels else 1.0}
                     name = f"{folder}/{variant['name']}/labels{fraction:g}-seed{seed}"
-                    runs.append({"variant": variant["name"], "task": task, "labels": fraction, "seed": seed,
-                                 "distill": source, "name": name})
+                    for value in values:
+                        tagged = name if value is None else f"{name}/{_tag(cfg['select']['option'], value)}"
+                        runs.append({"variant": variant["name"], "task": task, "labels": fraction, "seed": seed,
+                                     "distill": source, "select": value, "name": tagged})
     return runs
 
 
@@ -145,7 +173,13 @@ def distill_config(cfg: dict, source: dict) -> dict:
 def finetune_config(cfg: dict, item: dict) -> dict:
     out = Path(cfg["out"])
     init = str(out / item["distill"]["name"] / "student.safetensors") if item["distill"] else None
-    return _sub_config(finetune.DEFAULTS, {"data": _shared_data(cfg)}, cfg["finetune"], {
+    selected = {}
+    if item["select"] is not None:  # optim.backbone_lr_ratio: 0.1 -> {"optim": {"backbone_lr_ratio": 0.1}}
+        *parents, leaf = cfg["select"]["option"].split(".")
+        selected = {leaf: item["select"]}
+        for part in reversed(parents):
+            selected = {part: selected}
+    return _sub_config(finetune.DEFAULTS, {"data": _shared_data(cfg)}, cfg["finetune"], selected, {
         "task": item["task"], "init": init, "seed": item["seed"],
         "data": {"labels": item["labels"], "seed": item["seed"]}, "out": str(out / item["name"])})
 
@@ -160,6 +194,12 @@ def check(cfg: dict) -> tuple[list[dict], dict[str, dict]]:
     for item in runs:
         finetune_config(cfg, item)
     return runs, distills
+
+
+def _score_key(item: dict) -> str:
+    """The metrics.json key of a finished fine-tuning: its validation score when it is one of a selection's."""
+    key = METRICS[item["task"]][0]
+    return key if item["select"] is None else key.replace("test_", "val_")
 
 
 def _run_job(cfg: dict, out: Path, job: tuple, position: str) -> bool:
@@ -178,7 +218,7 @@ def _run_job(cfg: dict, out: Path, job: tuple, position: str) -> bool:
             else:
                 print(f"[{position}] {name}")
                 distill.run(run_cfg, resume=(out / name).exists())
-        elif not _finished(out / name, METRICS[item["task"]][0]):
+        elif not _finished(out / name, _score_key(item)):
             print(f"[{position}] {name}")
             finetune.run(finetune_config(cfg, item), resume=(out / name).exists())
     return True
@@ -215,8 +255,11 @@ def run(cfg: dict, resume: bool = False) -> dict:
     for item in runs:
         metrics = json.loads((out / item["name"] / "metrics.json").read_text())
         key = METRICS[item["task"]][0]
-        rows.append({"variant": item["variant"], "task": item["task"], "labels": item["labels"], "seed": item["seed"],
-                     "metric": key, "value": metrics[key], "train_images": metrics["train_images"]})
+        row = {"variant": item["variant"], "task": item["task"], "labels": item["labels"], "seed": item["seed"],
+               "metric": key, "value": metrics[key], "train_images": metrics["train_images"]}
+        if item["select"] is not None:
+            row |= {"select": item["select"], "val": metrics[key.replace("test_", "val_")]}
+        rows.append(row)
     summary = write_results(rows, cfg, out)
     write_distill_table(distills, out)
     print(f"experiment finished in {time.perf_counter() - start:.0f} s; table in {out / 'results.md'}")
@@ -245,28 +288,82 @@ def write_distill_table(distills: dict[str, dict], out: Path) -> None:
     (out / "distill_metrics.md").write_text(intro + "\n\n" + "\n".join(lines) + "\n")
 
 
+def picked_values(rows: list[dict]) -> dict:
+    """(task, variant, fraction) -> the selected value whose mean validation score over the seeds is best (the
+    first listed on a tie)."""
+    scores: dict = {}
+    for r in rows:
+        scores.setdefault((r["task"], r["variant"], r["labels"]), {}).setdefault(r["select"], []).append(r["val"])
+    sign = {task: -1 if task in LOWER_IS_BETTER else 1 for task in METRICS}
+    return {cell: max(by_value, key=lambda v: sign[cell[0]] * statistics.mean(by_value[v]))
+            for cell, by_value in scores.items()}
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _selection_table(rows: list[dict], cfg: dict, picked: dict, columns: list[tuple]) -> list[str]:
+    """Every selected value's test score (mean +/- std) and mean validation score, the picked one starred."""
+    option = cfg["select"]["option"]
+    lines = [f"Every value of {option}: test score, mean +/- std (mean validation score); * the value picked.", "",
+             f"| student init | {option} | " + " | ".join(f"{METRICS[t][1]}, {f:g} labels" for t, f in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for v in [v["name"] for v in cfg["variants"]]:
+        for value in cfg["select"]["values"]:
+            cells = []
+            for t, f in columns:
+                cell = [r for r in rows if (r["task"], r["variant"], r["labels"], r["select"]) == (t, v, f, value)]
+                if not cell:
+                    cells.append("-")
+                    continue
+                mean, std = _mean_std([100 * r["value"] for r in cell])
+                val = statistics.mean(100 * r["val"] for r in cell)
+                star = " *" if picked[t, v, f] == value else ""
+                cells.append(f"{mean:.2f} +/- {std:.2f} ({val:.2f}){star}")
+            lines.append(f"| {v} | {_show(value)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_results(rows: list[dict], cfg: dict, out: Path) -> dict:
+    """results.csv, results.md, the bar plots and the summary; with a selection, each cell is the picked value's."""
+    picked = picked_values(rows) if cfg["select"]["option"] else {}
+    for r in rows if picked else []:
+        r["picked"] = r["select"] == picked[r["task"], r["variant"], r["labels"]]
     with (out / "results.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    shown = [r for r in rows if r.get("picked", True)]
     variants, fractions, tasks = [v["name"] for v in cfg["variants"]], cfg["labels"], cfg["tasks"]
     stats = {}
     for task in tasks:
         for v in variants:
             for f in fractions:
-                values = [100 * r["value"] for r in rows if (r["task"], r["variant"], r["labels"]) == (task, v, f)]
+                values = [100 * r["value"] for r in shown if (r["task"], r["variant"], r["labels"]) == (task, v, f)]
                 if values:  # a variant restricted to some fractions has no cell for the others
-                    stats[task, v, f] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+                    stats[task, v, f] = _mean_std(values)
     columns = [(task, f) for task in tasks for f in fractions]
     lines = ["| student init | " + " | ".join(f"{METRICS[t][1]}, {f:g} labels" for t, f in columns) + " |",
              "|---|" + "---|" * len(columns)]
+    leaf = cfg["select"]["option"] and cfg["select"]["option"].rpartition(".")[2]
+
+    def cell(t, v, f):
+        if (t, v, f) not in stats:
+            return "-"
+        return f"{stats[t, v, f][0]:.2f} +/- {stats[t, v, f][1]:.2f}" + (
+            f" ({leaf} {_show(picked[t, v, f])})" if picked else "")
+
     for v in variants:
-        lines.append(f"| {v} | " + " | ".join(f"{stats[t, v, f][0]:.2f} +/- {stats[t, v, f][1]:.2f}"
-                                                if (t, v, f) in stats else "-" for t, f in columns) + " |")
+        lines.append(f"| {v} | " + " | ".join(cell(t, v, f) for t, f in columns) + " |")
     seeds = ", ".join(map(str, cfg["seeds"]))
-    (out / "results.md").write_text(f"Test scores (%), mean +/- std over seeds {seeds}. "
-                                    f"{'; '.join(METRICS[t][2] for t in tasks)}.\n\n" + "\n".join(lines) + "\n")
+    how = (f" Each cell at the {cfg['select']['option']} of best mean validation score, picked per variant, task "
+           f"and fraction from {', '.join(map(_show, cfg['select']['values']))}." if picked else "")
+    text = (f"Test scores (%), mean +/- std over seeds {seeds}. {'; '.join(METRICS[t][2] for t in tasks)}.{how}\n\n"
+            + "\n".join(lines) + "\n")
+    if picked:
+        text += "\n" + "\n".join(_selection_table(rows, cfg, picked, columns)) + "\n"
+    (out / "results.md").write_text(text)
     for task in tasks:
         bars = {f"{f:g} labels": {v: stats[task, v, f] for v in variants if (task, v, f) in stats} for f in fractions}
         grouped_bars(bars, out / ("results.png" if len(tasks) == 1 else f"results-{task}.png"),
@@ -276,4 +373,5 @@ def write_results(rows: list[dict], cfg: dict, out: Path) -> dict:
     prefix = {t: "" if t == "classify" else f"{t}_" for t in tasks}
     summary = {f"{prefix[t]}{v}_labels{f:g}_mean": mean for (t, v, f), (mean, _) in stats.items()}
     summary |= {f"{prefix[t]}{v}_labels{f:g}_std": std for (t, v, f), (_, std) in stats.items()}
+    summary |= {f"{prefix[t]}{v}_labels{f:g}_picked": value for (t, v, f), value in picked.items()}
     return write_metrics(out, summary)

@@ -11,6 +11,9 @@ which also take celebamask-hq:PATH (segment) or wflw:PATH (landmarks). Dense tra
 jointly (flip, small affine; tasks/augment.py). The optimiser is SGD (lr 0.1) for classify and segment and AdamW
 (lr 2e-3) for landmarks unless optim.name / optim.lr say otherwise.
 
+With --data.val N, N training images outside the labelled ones (or a fraction of the train split) are held out
+and scored at the end (val_accuracy | val_miou | val_nme), so that a setting can be picked without the test split.
+
 Writes OUT/model.safetensors (classify: the whole classifier with torchvision keys; dense tasks: `backbone.*`
 (torchvision keys, no classification head) and `decoder.*`; EMA weights when enabled), OUT/metrics.json
 (test_accuracy | test_miou | test_nme, train_images, steps, train_seconds, ...; with --head_init probe, LP-FT,
@@ -149,14 +152,17 @@ def _common_metrics(module, trainer, labelled: int, test: int, params: int, star
             "world_size": trainer.world_size, **({"final_loss": sum(losses) / len(losses)} if losses else {})}
 
 
-def _labelled_splits(cfg: dict, load, select, check) -> tuple:
-    """(cfg with `epochs` resolved, train, test, the labelled part of train); `check(data, split, train)` vets the
-    labelled part and the test split before anything trains."""
-    train, test = load(cfg["data"], "train"), load(cfg["data"], "test")
-    labelled = select(train, cfg["data"]["labels"], cfg["data"]["seed"])
-    for data, split in ((labelled, "train"), (test, "test")):
-        check(data, split, train)
-    return _with_epochs(cfg, len(labelled)), train, test, labelled
+def _labelled_splits(cfg: dict, load, select, hold_out, check) -> tuple:
+    """(cfg with `epochs` resolved, train, test, the labelled part of train, the validation images held out of the
+    rest of train or None); `check(data, split, train)` vets each part before anything trains."""
+    data = cfg["data"]
+    train, test = load(data, "train"), load(data, "test")
+    labelled = select(train, data["labels"], data["seed"])
+    val = None if data["val"] is None else hold_out(train, data["labels"], data["seed"], data["val"])
+    for part, split in ((labelled, "train"), (val, "validation"), (test, "test")):
+        if part is not None:
+            check(part, split, train)
+    return _with_epochs(cfg, len(labelled)), train, test, labelled, val
 
 
 def _student(cfg: dict, backbone: nn.Module | None) -> nn.Module:
@@ -169,8 +175,9 @@ def _student(cfg: dict, backbone: nn.Module | None) -> nn.Module:
 
 
 def _classify(cfg: dict, backbone: nn.Module | None, resume: bool) -> dict:
-    cfg, train, test, labelled = _labelled_splits(
-        cfg, data_lib.load, data_lib.labelled, lambda data, split, train: check_labels(data, split, len(train.classes)))
+    cfg, train, test, labelled, val = _labelled_splits(
+        cfg, data_lib.load, data_lib.labelled, data_lib.held_out,
+        lambda data, split, train: check_labels(data, split, len(train.classes)))
     num_classes = len(train.classes)
     arch, stem, channels = cfg["student"]["arch"], cfg["student"]["stem"], cfg["data"]["channels"]
     module = ClassifierModule(_student(cfg, backbone), arch, num_classes, cfg["optim"], labelled, cfg["seed"],
@@ -185,14 +192,17 @@ def _classify(cfg: dict, backbone: nn.Module | None, resume: bool) -> dict:
 
     start = time.perf_counter()
     accuracy = module.test_accuracy(test, cfg["eval_batch_size"])
+    held = {} if val is None else {"val_accuracy": module.test_accuracy(val, cfg["eval_batch_size"]),
+                                   "val_images": len(val)}
     save_file_atomic(module.eval_model.state_dict(), out / "model.safetensors",
                      {"arch": arch, "in_channels": str(channels), "stem": stem, "num_classes": str(num_classes),
                       "format": "diffrep-classifier-v1"})
-    metrics = write_metrics(out, {"test_accuracy": accuracy, **probe,
+    metrics = write_metrics(out, {"test_accuracy": accuracy, **held, **probe,
                                   **_common_metrics(module, trainer, len(labelled), len(test), params, start)})
     before = f" (the probe head alone: {probe['probe_test_accuracy']:.2%})" if probe else ""
-    print(f"test accuracy {accuracy:.2%}{before} on {len(test)} images: {arch} from {start_from}, {len(labelled)} "
-          f"labelled images, {module.global_step} steps in {module.train_seconds:.0f}s -> {out}")
+    validation = f", validation {held['val_accuracy']:.2%} on {len(val)}" if held else ""
+    print(f"test accuracy {accuracy:.2%}{before} on {len(test)} images{validation}: {arch} from {start_from}, "
+          f"{len(labelled)} labelled images, {module.global_step} steps in {module.train_seconds:.0f}s -> {out}")
     return metrics
 
 
@@ -202,8 +212,9 @@ def _dense(cfg: dict, backbone: nn.Module | None, resume: bool) -> dict:
         raise UserError(f"head_init {cfg['head_init']} is for --task classify; {task} trains an FPN decoder")
     check_augment(cfg["augment"])
     n_overlays = _non_negative_int(cfg["overlays"], "overlays")
-    cfg, train, test, labelled = _labelled_splits(
-        cfg, data_lib.load_dense, data_lib.labelled_dense, lambda data, split, _: check_dense(data, split, task))
+    cfg, train, test, labelled, val = _labelled_splits(cfg, data_lib.load_dense, data_lib.labelled_dense,
+                                                       data_lib.held_out_dense,
+                                                       lambda data, split, _: check_dense(data, split, task))
     arch, stem, channels = cfg["student"]["arch"], cfg["student"]["stem"], cfg["data"]["channels"]
     student = _student(cfg, backbone)
     common = dict(arch=arch, in_channels=channels, head=cfg["head"], optim=cfg["optim"], augment=cfg["augment"],
@@ -218,10 +229,15 @@ def _dense(cfg: dict, backbone: nn.Module | None, resume: bool) -> dict:
 
     start = time.perf_counter()
     batch = cfg["eval_batch_size"]
-    if task == "segment":
-        scores = module.evaluate(test, batch)
-    else:
-        scores = module.evaluate(test, cfg["data"]["name"], batch)
+
+    def evaluate(split):
+        return module.evaluate(split, batch) if task == "segment" else module.evaluate(split, cfg["data"]["name"],
+                                                                                       batch)
+
+    scores = evaluate(test)
+    if val is not None:
+        scores |= {key.replace("test_", "val_"): value for key, value in evaluate(val).items()}
+        scores["val_images"] = len(val)
     names = train.classes if task == "segment" else train.keypoint_names
     save_file_atomic(module.eval_model.state_dict(), out / "model.safetensors",
                      {"arch": arch, "in_channels": str(channels), "stem": stem, "task": task,
@@ -236,7 +252,8 @@ def _dense(cfg: dict, backbone: nn.Module | None, resume: bool) -> dict:
             overlay_grid(out / "overlays.png", shown.images, truth_points=shown.keypoints, pred_points=pred)
     metrics = write_metrics(out, {**scores,
                                   **_common_metrics(module, trainer, len(labelled), len(test), params, start)})
-    score = f"mIoU {scores['test_miou']:.2%}" if task == "segment" else f"NME {scores['test_nme']:.4f}"
-    print(f"test {score} on {len(test)} images: {arch} from {start_from}, {len(labelled)} labelled images, "
-          f"{module.global_step} steps in {module.train_seconds:.0f}s -> {out}")
+    key, show = ("miou", "mIoU {:.2%}") if task == "segment" else ("nme", "NME {:.4f}")
+    validation = f", validation {show.format(scores['val_' + key])} on {len(val)}" if val is not None else ""
+    print(f"test {show.format(scores['test_' + key])} on {len(test)} images{validation}: {arch} from {start_from}, "
+          f"{len(labelled)} labelled images, {module.global_step} steps in {module.train_seconds:.0f}s -> {out}")
     return metrics
