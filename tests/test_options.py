@@ -2,6 +2,7 @@
 and the CLI answers --help and option errors without importing torch."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -91,3 +92,18 @@ def test_help_and_option_errors_import_no_torch():
             "print('heavy:', heavy)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "heavy: []" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_help_shows_each_option_once_with_the_comments_of_its_table(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["distill", "--help"])
+    text = capsys.readouterr().out
+    listed = [line.split()[0] for line in text.splitlines() if line.startswith("  --") and "." in line.split()[0]]
+    assert len(listed) == len(set(listed)) and "--policy.baseline_momentum" in listed
+    assert re.search(r"  --loss\.name hint +# hint \| at \| rkd\n", text)  # the comment beside it
+    assert "  # path null: the shipped teacher (see diffrep teacher info)\n  --teacher.path null" in text  # the group's
+    assert re.search(r"--data\.root null +# overrides the dataset's default folder", text)  # from a spread table
+    with pytest.raises(SystemExit):
+        cli.main(["dpm", "fit", "--help"])
+    text = capsys.readouterr().out
+    assert "  # diffusers UNet2DModel options; sample_size and channels come from data\n  --model.block_out" in text

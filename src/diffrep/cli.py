@@ -15,6 +15,7 @@ from diffrep import __version__, console, run_dir, shipped
 from diffrep import config as config_lib
 from diffrep.errors import UserError
 from diffrep.options import rules
+from diffrep.options.comments import option_comments
 
 # command words -> (module with run(cfg, ...), its options as "module:NAME" (NAME_RULES beside it), one-line help,
 # takes --resume). Options live in diffrep.options, which imports no torch: --help and option errors are instant,
@@ -79,7 +80,10 @@ class _Parser(argparse.ArgumentParser):
     def format_help(self):
         if self.options_spec and not self.epilog:
             defaults, _ = options(self.options_spec)
-            self.epilog = "options (override with --KEY VALUE; defaults shown):\n" + config_lib.describe(defaults)
+            module, name = self.options_spec.split(":")
+            notes = option_comments(module, name, list(config_lib.flatten(defaults)))
+            self.epilog = ("options (override with --KEY VALUE; defaults shown):\n"
+                           + config_lib.describe(defaults, notes))
         return super().format_help()
 
 

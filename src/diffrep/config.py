@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
+import textwrap
 from pathlib import Path
 
 import yaml
@@ -27,12 +28,12 @@ def _load(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-def _flatten(cfg: dict, prefix: str = "") -> dict:
+def flatten(cfg: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in cfg.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value:
-            flat.update(_flatten(value, name + "."))
+            flat.update(flatten(value, name + "."))
         else:
             flat[name] = value
     return flat
@@ -43,7 +44,7 @@ def merge(base: dict, update: dict, where: str, prefix: str = "") -> dict:
     out = copy.deepcopy(base)
     for key, value in (update or {}).items():
         if key not in out:
-            valid = ", ".join(sorted(_flatten(base, prefix)))
+            valid = ", ".join(sorted(flatten(base, prefix)))
             raise UserError(f"{where}: unknown option '{prefix}{key}'; valid options: {valid}")
         if isinstance(out[key], dict) and out[key] and isinstance(value, dict):
             out[key] = merge(out[key], value, where, f"{prefix}{key}.")
@@ -106,7 +107,22 @@ def dump(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
-def describe(defaults: dict) -> str:
-    """One line per option with its default, for --help."""
-    return "\n".join(f"  --{key} {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
-                     for key, value in _flatten(defaults).items())
+def describe(defaults: dict, comments: dict | None = None, width: int = 100) -> str:
+    """One line per option with its default, for --help, with what `comments` says of it (see
+    options/comments.py): lines above it, and a note beside it (wrapped under itself)."""
+    lines = []
+    for key, value in flatten(defaults).items():
+        above, beside = (comments or {}).get(key, ([], None))
+        lines += [f"  # {line}" for line in above]
+        option = f"  --{key} {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+        if beside is not None and ("\n" in option or len(option) > width // 2):  # no room beside: above it
+            lines += [f"  # {line}" for line in textwrap.wrap(beside, width - 4)]
+            beside = None
+        if beside is None:
+            lines.append(option)
+            continue
+        column = max(len(option) + 2, 40)
+        note = textwrap.wrap(beside, width - column - 2)
+        lines.append(f"{option.ljust(column)}# {note[0]}")
+        lines += [f"{'':{column}}# {rest}" for rest in note[1:]]
+    return "\n".join(lines)
