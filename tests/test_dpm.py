@@ -18,8 +18,14 @@ from diffrep.train.checkpoint_io import atomic_save
 def test_fit_saves_a_plain_diffusers_directory_and_a_run_dir(tmp_path):
     out = tmp_path / "run"
     run_cli("dpm", "fit", *TINY_FIT, "--trainer.max_steps", "6", "--optim.schedule", "cosine", "--eval.every_n_steps",
-            "3", "--eval.train_size", "60", "--eval.labels", "30", "--eval.test_size", "30", "--out", str(out))
+            "3", "--eval.train_size", "60", "--eval.labels", "30", "--eval.test_size", "30",
+            "--export_every_n_steps", "3", "--out", str(out))
     unet = UNet2DModel.from_pretrained(out / "model")  # plain diffusers, no diffrep needed
+    # the EMA every 3 steps too; the last one is the final model
+    assert sorted(p.name for p in out.glob("model-step*")) == ["model-step3", "model-step6"]
+    final, last = (load_file(out / d / "diffusion_pytorch_model.safetensors") for d in ("model", "model-step6"))
+    assert all(torch.equal(final[k], last[k]) for k in final)
+    assert UNet2DModel.from_pretrained(out / "model-step3").config.sample_size == 16
     assert unet.config.sample_size == 16 and (out / "model" / "scheduler_config.json").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 6 and metrics["final_loss"] > 0 and metrics["train_seconds"] > 0

@@ -8,6 +8,7 @@ import lightning as L
 from diffrep import data as data_lib
 from diffrep.dpm.card import command_line, loss_curve, write_card
 from diffrep.dpm.module import DDPMModule
+from diffrep.dpm.periodic_export import PeriodicExport
 from diffrep.dpm.probe_eval import ProbeEval, check_eval
 from diffrep.dpm.sample import sample, save_grid
 from diffrep.dpm.weighting import eps_loss_weights
@@ -59,6 +60,8 @@ def run(cfg: dict, resume: bool = False) -> dict:
         e, plain = cfg["eval"], {**cfg["data"], "hflip": False}
         callbacks.append(ProbeEval(e, data_lib.load({**plain, "train_size": e["train_size"]}, "train"),
                                    data_lib.load({**plain, "test_size": e["test_size"]}, "test"), out, cfg["seed"]))
+    if cfg["export_every_n_steps"]:
+        callbacks.append(PeriodicExport(cfg["export_every_n_steps"], out))
     L.seed_everything(cfg["seed"], verbose=False)
     module = DDPMModule(unet_config(cfg), cfg["schedule"], cfg["optim"], cfg["loss"], train, cfg["seed"],
                         cfg["data"]["hflip"], init)
@@ -78,7 +81,7 @@ def run(cfg: dict, resume: bool = False) -> dict:
         "train_seconds": module.train_seconds, "sample_seconds": time.perf_counter() - start,
         **({"final_loss": sum(losses) / len(losses)} if losses else {}),
         **{f"eval_{tap}_{pool.replace(':', '')}_{labels}": acc
-           for cb in callbacks for (tap, pool, labels), acc in cb.latest.items()},
+           for cb in callbacks if isinstance(cb, ProbeEval) for (tap, pool, labels), acc in cb.latest.items()},
     })
     loss_png = loss_curve(out / "logs" / "metrics.csv", out / "loss.png")
     write_card(model_dir, cfg, metrics, grid, command_line(cfg), loss_png, out / "eval.png")

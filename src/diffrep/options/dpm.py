@@ -25,6 +25,7 @@ FIT = {
     "eval": {**DPM_EVAL},                # linear probes of the EMA features every eval.every_n_steps steps
     "trainer": {**TRAINER, "max_steps": 5000, "gradient_clip_val": 1.0},
     "sample": {"n": 64, "sampler": "ddim", "steps": 100},
+    "export_every_n_steps": 0,           # N: the EMA model every N steps as OUT/model-stepS too; 0: at the end only
     "seed": 0,
     "out": "runs/dpm",
 }
@@ -34,7 +35,8 @@ FIT_RULES = {**DATA_RULES, **SCHEDULE_RULES, **DPM_EVAL_RULES, **TRAINER_RULES,
              "optim.lr": "float>0", "optim.warmup_steps": "int>=0", "optim.batch_size": "int>=1",
              "optim.ema_decay": "unit", "optim.schedule": "in:constant,cosine,linear", "optim.final_lr_ratio": "unit",
              "loss.weighting": "in:none,min_snr", "loss.snr_gamma": "float>0",
-             "sample.n": "int>=1", "sample.sampler": "in:ddim,ddpm", "sample.steps": "int>=1", "seed": "int>=0"}
+             "sample.n": "int>=1", "sample.sampler": "in:ddim,ddpm", "sample.steps": "int>=1",
+             "export_every_n_steps": "int>=0", "seed": "int>=0"}
 
 SAMPLE = {
     "teacher": {**TEACHER},  # path null: the shipped teacher (see diffrep teacher info)
