@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 14's measurements, run again on a teacher (default: the shipped one; v1 is `--teacher fashion-mnist-v1`).
+# Issue 14's measurements, run again on a teacher (default: fashion-mnist-v2; v1 is fashion-mnist-v1).
 # Every stage is resumable and skipped once done, so the same command continues after a lost session:
 #   OMP_NUM_THREADS=1 docs/results/v2/remeasure.sh [TEACHER] [RUNS_DIR]  >> RUNS_DIR/remeasure.log 2>&1
 # Stages, in order (each writes RUNS_DIR/<stage>/):
@@ -11,7 +11,7 @@
 #   repfusion  the RepFusion table (configs/experiments/repfusion-fashion-mnist-v2.yaml)
 #   dense      the fmnist-scenes table (configs/experiments/repfusion-fmnist-scenes.yaml)
 set -euo pipefail
-TEACHER=${1:-fashion-mnist}
+TEACHER=${1:-fashion-mnist-v2}
 RUNS=${2:-/var/tmp/diffrep-runs/remeasure-$TEACHER}
 D="$(cd "$(dirname "$0")/../../.." && pwd)/.venv/bin/diffrep"
 PY="$(dirname "$D")/python"
