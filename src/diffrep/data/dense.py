@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from diffrep.data import celebamask, scenes, sources, wflw
-from diffrep.data.imageset import ImageSet, fit_image, held_out_count, label_fraction, to_float
+from diffrep.data.imageset import ImageSet, fit_image, label_fraction, to_float, unlabelled_rest
 from diffrep.errors import UserError
 from diffrep.options import blocks
 
@@ -139,8 +139,5 @@ def labelled_dense(data: DenseSet, fraction: float, seed: int) -> DenseSet:
 
 def held_out_dense(data: DenseSet, fraction: float, seed: int, amount: float | int) -> DenseSet:
     """Validation images: `amount` (a count, or a fraction of `data`) of those `labelled_dense` leaves out, seeded."""
-    taken = torch.zeros(len(data), dtype=torch.bool)
-    taken[random_subset(len(data), label_fraction(fraction), seed)] = True
-    rest = (~taken).nonzero().flatten()
-    count = held_out_count(amount, len(data), len(rest))
+    rest, count = unlabelled_rest(len(data), random_subset(len(data), label_fraction(fraction), seed), amount)
     return data.subset(rest[random_subset(len(rest), count, seed + 1)])

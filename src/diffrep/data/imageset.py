@@ -145,26 +145,26 @@ def labelled(data: ImageSet, fraction: float, seed: int) -> ImageSet:
     return data.subset(stratified_subset(data.labels, label_fraction(fraction), seed))
 
 
-def held_out_count(amount, total: int, left: int) -> int:
-    """How many validation images `data.val` asks for (a count, or a fraction of all `total` train images), checked
-    against the `left` that the labelled images leave."""
+def unlabelled_rest(total: int, labelled_index: torch.Tensor, amount) -> tuple[torch.Tensor, int]:
+    """(the indices of the `total` train images outside `labelled_index`, how many validation images `data.val`
+    asks for among them: a count, or a fraction of all `total`), checked."""
     if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount <= 0 \
             or (isinstance(amount, float) and amount > 1):
         raise UserError(f"data.val must be a count or a fraction in (0, 1] of the train split, got {amount!r}")
+    taken = torch.zeros(total, dtype=torch.bool)
+    taken[labelled_index] = True
+    rest = (~taken).nonzero().flatten()
     count = max(1, round(amount * total)) if isinstance(amount, float) else amount
-    if count > left:
-        raise UserError(f"data.val asks for {count} held-out images, but only {left} train images are not labelled "
-                        f"(lower data.val or data.labels)")
-    return count
+    if count > len(rest):
+        raise UserError(f"data.val asks for {count} held-out images, but only {len(rest)} train images are not "
+                        f"labelled (lower data.val or data.labels)")
+    return rest, count
 
 
 def held_out(data: ImageSet, fraction: float, seed: int, amount: float | int) -> ImageSet:
     """Validation images: `amount` (a count, or a fraction of `data`) of the images that `labelled(data, fraction,
     seed)` leaves out, stratified and seeded, so that picking a setting on them never looks at the test split."""
-    taken = torch.zeros(len(data), dtype=torch.bool)
-    taken[stratified_subset(data.labels, label_fraction(fraction), seed)] = True
-    rest = (~taken).nonzero().flatten()
-    count = held_out_count(amount, len(data), len(rest))
+    rest, count = unlabelled_rest(len(data), stratified_subset(data.labels, label_fraction(fraction), seed), amount)
     return data.subset(rest[stratified_subset(data.labels[rest], count, seed + 1)])
 
 
