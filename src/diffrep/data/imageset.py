@@ -8,7 +8,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from diffrep.data import sources
 from diffrep.errors import UserError
-from diffrep.options import blocks
+from diffrep.options import blocks, rules
 
 DATA_DEFAULTS = blocks.DATA
 
@@ -148,8 +148,7 @@ def labelled(data: ImageSet, fraction: float, seed: int) -> ImageSet:
 def unlabelled_rest(total: int, labelled_index: torch.Tensor, amount) -> tuple[torch.Tensor, int]:
     """(the indices of the `total` train images outside `labelled_index`, how many validation images `data.val`
     asks for among them: a count, or a fraction of all `total`), checked."""
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount <= 0 \
-            or (isinstance(amount, float) and amount > 1):
+    if not rules.valid("size", amount):
         raise UserError(f"data.val must be a count or a fraction in (0, 1] of the train split, got {amount!r}")
     taken = torch.zeros(total, dtype=torch.bool)
     taken[labelled_index] = True

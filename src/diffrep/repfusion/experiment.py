@@ -258,7 +258,7 @@ def run(cfg: dict, resume: bool = False) -> dict:
         row = {"variant": item["variant"], "task": item["task"], "labels": item["labels"], "seed": item["seed"],
                "metric": key, "value": metrics[key], "train_images": metrics["train_images"]}
         if item["select"] is not None:
-            row |= {"select": item["select"], "val": metrics[key.replace("test_", "val_")]}
+            row |= {"select": item["select"], "val": metrics[_score_key(item)]}
         rows.append(row)
     summary = write_results(rows, cfg, out)
     write_distill_table(distills, out)
