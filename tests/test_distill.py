@@ -243,8 +243,9 @@ def test_experiment_select_picks_each_variants_value_by_validation_and_reports_i
 @pytest.mark.parametrize("options, message", [
     (["--select.values", "[1.0, 0.1]"], "set finetune.data.val"),
     (["--select.values", "[0.1]", "--finetune.data.val", "10"], "select.values must list at least two distinct"),
+    (["--select.values", "[1.0, 2.0]", "--finetune.data.val", "10"], "finetune: --optim.backbone_lr_ratio must be"),
 ])
-def test_a_selection_without_validation_images_or_values_is_one_line(tmp_path, capsys, options, message):
+def test_a_selection_without_validation_images_or_with_bad_values_is_one_line(tmp_path, capsys, options, message):
     args = ["experiment", "repfusion", "--select.option", "optim.backbone_lr_ratio", *options,
             "--out", str(tmp_path / "e")]
     assert cli.main(args) == 2

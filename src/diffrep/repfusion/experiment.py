@@ -34,6 +34,8 @@ from diffrep import config as config_lib
 from diffrep import data as data_lib
 from diffrep.errors import UserError
 from diffrep.options import repfusion as options
+from diffrep.options import rules
+from diffrep.options import tasks as task_options
 from diffrep.probe import best as best_probe
 from diffrep.probe import run as probe_run
 from diffrep.repfusion import distill
@@ -185,15 +187,23 @@ def finetune_config(cfg: dict, item: dict) -> dict:
 
 
 def check(cfg: dict) -> tuple[list[dict], dict[str, dict]]:
-    """The fine-tuning runs and the distillations, each run's options merged now, so that a wrong key in the
-    distill or finetune section fails before hours of training rather than when its first run starts."""
+    """The fine-tuning runs and the distillations, each run's options merged and range-checked now, so that a wrong
+    key or value in the distill, finetune or select section fails before hours of training rather than when its
+    first run starts."""
     runs = plan(cfg)
     distills = {r["distill"]["name"]: r["distill"] for r in runs if r["distill"]}
     for source in distills.values():
-        distill_config(cfg, source)
+        _in_range("distill", distill_config(cfg, source), options.DISTILL_RULES)
     for item in runs:
-        finetune_config(cfg, item)
+        _in_range("finetune", finetune_config(cfg, item), task_options.FINETUNE_RULES)
     return runs, distills
+
+
+def _in_range(section: str, sub_config: dict, option_rules: dict) -> None:
+    try:
+        rules.check(sub_config, option_rules)
+    except UserError as error:
+        raise UserError(f"{section}: {error}") from None
 
 
 def _score_key(item: dict) -> str:
