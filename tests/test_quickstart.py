@@ -2,23 +2,31 @@ import json
 import re
 import shutil
 
+import pytest
+
 from conftest import run_cli
+from diffrep import shipped
 from diffrep.report import check_page
 from diffrep.teacher import SHIPPED_TEACHER, load_teacher
 
 
-def test_shipped_teacher_is_a_plain_diffusers_directory_under_20mb():
-    files = {p.name: p.stat().st_size for p in SHIPPED_TEACHER.iterdir()}
+@pytest.mark.parametrize("name", ["fashion-mnist-v1", "fashion-mnist-v2"])
+def test_each_shipped_teacher_is_a_plain_diffusers_directory_under_20mb_with_card_and_samples(name):
+    folder = shipped.shipped_teacher(name)
+    files = {p.name: p.stat().st_size for p in folder.iterdir()}
     assert {"config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json", "README.md",
             "samples.png"} <= set(files)
     assert files["diffusion_pytorch_model.safetensors"] <= 20_000_000
-    teacher = load_teacher()
+    teacher = load_teacher(folder)
     assert teacher.channels == 1 and teacher.resolution == 32
     assert {"down_blocks.1", "mid_block", "mid_block.resnets.1.conv2", "up_blocks.0"} <= set(teacher.taps)
 
 
+def test_the_default_teacher_is_a_shipped_one():
+    assert shipped.shipped_teacher(shipped.DEFAULT) == SHIPPED_TEACHER and load_teacher().resolution == 32
+
+
 def test_the_shipped_pre_made_models_load_with_their_cards_and_are_a_few_mb():
-    from diffrep import shipped
     from diffrep.pdae import load_autoencoder
     from diffrep.tasks.students import load_backbone
 
@@ -63,7 +71,6 @@ def test_quickstart_writes_info_samples_a_probe_a_distilled_student_and_a_pdae(t
 
 
 def test_the_quickstart_shows_a_given_or_shipped_model_before_its_own_short_training(tmp_path):
-    from diffrep import shipped
     from diffrep.quickstart import pretrained
 
     teacher = type("T", (), {"path": tmp_path / "teacher"})()
@@ -77,7 +84,6 @@ def test_the_quickstart_shows_a_given_or_shipped_model_before_its_own_short_trai
 
 
 def test_live_stages_beside_a_pre_made_model_are_short_and_teachers_are_saved_by_name(tmp_path):
-    from diffrep import shipped
     from diffrep.quickstart import LIVE_STEPS, live_steps
 
     live = tmp_path / "live"

@@ -24,12 +24,14 @@ V1 = 6100 * 32
 SEEDS = (0, 1, 2)
 RANDOM_ARM = "../repfusion-pilot/teacher_encoder_finetune.json"  # v1's run, with both arms
 SCRATCH, SHIPPED, CONTINUED = "v1's recipe from scratch", "v1 (shipped)", "v1 continued, cosine"
+TAIL = "v2: then 8k steps to lr 0"
 STEPS = (500, 1500, 3000, 12200, 24400, 45000, 70000)  # the exports of the run from scratch that were measured
 # (file, images seen, series)
 POINTS = [*[(f"encoder-early-{step}.json", step * 32, SCRATCH) for step in STEPS],
           (RANDOM_ARM, V1, SHIPPED),
           ("encoder-v1-step2000.json", V1 + 2000 * 32, CONTINUED),
-          ("encoder-v1-tail.json", V1 + 3500 * 32, CONTINUED)]
+          ("encoder-v1-tail.json", V1 + 3500 * 32, CONTINUED),
+          ("encoder-v2.json", (70000 + 8000) * 32, TAIL)]
 
 
 def images_axis(ax, ticks: list[int], **labels) -> None:
