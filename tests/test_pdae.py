@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from conftest import TINY_UNET, killed_at_step, run_cli
 from diffrep import cli
 from diffrep import config as config_lib
 from diffrep.data import load
+from diffrep.errors import UserError
 from diffrep.pdae import (GradientEstimator, SemanticEncoder, eps_and_gradient, load_autoencoder, loss_weights,
                           posterior_mean, posterior_variance, predicted_x0, shift_coefficient, shifted_eps)
 from diffrep.pdae import baseline, fit
@@ -160,6 +162,24 @@ def test_a_crashed_run_resumes_to_the_same_model(tiny_teacher_dir, tmp_path, mon
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
     a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("straight", "resumed"))
     assert a["steps"] == b["steps"] == 4 and a["final_loss"] == b["final_loss"]
+
+
+def test_a_warm_start_continues_from_a_saved_model_of_the_same_teacher(tiny_teacher_dir, tmp_path):
+    fit.run(tiny_cfg(fit, tiny_teacher_dir, tmp_path / "first", **{"trainer.max_steps": 2}))
+    init = tmp_path / "first" / "model"
+    fit.run(tiny_cfg(fit, tiny_teacher_dir, tmp_path / "more", init=init,
+                     **{"trainer.max_steps": 1, "optim.lr": 1e-12}))  # a step that moves nothing
+    first, more = (load_file(tmp_path / d / "model" / "model.safetensors") for d in ("first", "more"))
+    for key in first:
+        torch.testing.assert_close(more[key], first[key], rtol=0, atol=1e-6, msg=key)
+    saved = json.loads((tmp_path / "more" / "model" / "config.json").read_text())
+    assert (saved["steps"], saved["init_steps"]) == (1, 2)
+    with pytest.raises(UserError, match="another encoder or estimator"):
+        fit.run(tiny_cfg(fit, tiny_teacher_dir, tmp_path / "wider", init=init, z_dim=32))
+    other = tmp_path / "other-teacher"
+    shutil.copytree(tiny_teacher_dir, other)
+    with pytest.raises(UserError, match="was trained on the teacher"):
+        fit.run(tiny_cfg(fit, other, tmp_path / "other", init=init))
 
 
 def test_the_diffae_baseline_trains_a_whole_z_conditioned_unet(tiny_teacher_dir, tmp_path):

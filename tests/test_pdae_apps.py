@@ -137,6 +137,16 @@ def test_fit_records_the_in_training_evaluation_and_resumes_it(models, tiny_teac
     assert json.loads((models / "pdae" / "metrics.json").read_text())["eval_z_probe"] == float(probes[-1]["z_probe"])
 
 
+
+def test_a_warm_start_goes_on_along_the_chain_s_steps(models, tiny_teacher_dir, tmp_path):
+    init = models / "pdae" / "model"
+    steps = json.loads((init / "config.json").read_text())["steps"]
+    fit.run(tiny_cfg(fit, tiny_teacher_dir, tmp_path / "more", init=init, **{"trainer.max_steps": 2, **TINY_EVAL}))
+    assert [r["step"] for r in read_rows(tmp_path / "more" / "eval.csv")] == [steps, steps + 1, steps + 2]
+    probes = list(csv.DictReader((tmp_path / "more" / "z_probe.csv").open()))
+    assert [int(r["step"]) for r in probes] == [steps, steps + 2]
+
+
 def test_compare_finds_the_time_to_the_same_mse(tmp_path):
     for name, rows in (("pdae", [(0, 0, 0.4), (10, 5.0, 0.2), (20, 10.0, 0.1)]),
                        ("diffae", [(0, 0, 0.5), (10, 4.0, 0.3), (20, 8.0, 0.2)])):

@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
-# Ship the PDAE model of the v2 re-measurement (remeasure.sh's pdae stage) beside the teacher, as
-# src/diffrep/teachers/fashion-mnist-v2/pdae (float16 weights, its config, which names the teacher by its shipped
-# name), and copy its measurements (fit, z probe, reconstruct, gap, encode) into docs/results/pdae-fashion-mnist-v2/.
-# The model card (README.md there) is written by hand from those files.
-#   docs/results/v2/pdae.sh [RUNS_DIR]
+# Ship one chunk of the v2 PDAE (a `diffrep pdae fit` folder, by default remeasure.sh's latest) beside the teacher,
+# as src/diffrep/teachers/fashion-mnist-v2/pdae (float16 weights, its config, which names the teacher by its shipped
+# name), append its curves to docs/results/pdae-fashion-mnist-v2/ (pdae_chain.py), and copy its measurements there
+# (fit; reconstruct, gap and encode where RUN-reconstruct etc. exist). The model card (README.md there) is written
+# by hand from those files. The next chunk starts from the shipped model (remeasure.sh's pdae stage).
+#   docs/results/v2/pdae.sh RUN
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-RUNS=${1:-/var/tmp/diffrep-runs/remeasure-fashion-mnist-v2}
+RUN=${1:?usage: pdae.sh RUN (a pdae fit folder)}
 DST=src/diffrep/teachers/fashion-mnist-v2/pdae
 DOCS=docs/results/pdae-fashion-mnist-v2
-grep -q '"teacher": "fashion-mnist-v2"' "$RUNS/pdae/model/config.json" || { echo "not a model of fashion-mnist-v2"; exit 1; }
+grep -q '"teacher": "fashion-mnist-v2"' "$RUN/model/config.json" || { echo "$RUN: not a model of fashion-mnist-v2"; exit 1; }
 mkdir -p "$DST" "$DOCS"
-cp "$RUNS/pdae/model/config.json" "$DST/"
-.venv/bin/python docs/results/companions/to_float16.py "$RUNS/pdae/model/model.safetensors" "$DST/model.safetensors"
-cp "$RUNS/pdae/eval.csv" "$RUNS/pdae/z_probe.csv" "$RUNS/pdae/z_probe.png" "$DOCS/"
-cp "$RUNS/pdae/metrics.json" "$DOCS/fit_metrics.json"
+cp "$RUN/model/config.json" "$DST/"
+.venv/bin/python docs/results/companions/to_float16.py "$RUN/model/model.safetensors" "$DST/model.safetensors"
+.venv/bin/python docs/results/v2/pdae_chain.py "$RUN" "$DOCS"
+steps=$(.venv/bin/python -c 'import json, sys; c = json.load(open(sys.argv[1])); print(c["steps"] + c.get("init_steps", 0))' \
+  "$RUN/model/config.json")
+cp "$RUN/metrics.json" "$DOCS/fit_metrics-$steps.json"
 for app in reconstruct gap encode; do
-  [ -f "$RUNS/pdae-$app/metrics.json" ] && cp "$RUNS/pdae-$app/metrics.json" "$DOCS/${app}_metrics.json"
+  [ -f "$RUN-$app/metrics.json" ] && cp "$RUN-$app/metrics.json" "$DOCS/${app}_metrics-$steps.json"
 done
-cp "$RUNS/pdae-reconstruct/"*.png "$RUNS/pdae-gap/gap.csv" "$RUNS/pdae-gap/gap.png" "$DOCS/" 2>/dev/null || true
+for f in "$RUN-reconstruct/"*.png "$RUN-gap/gap.csv" "$RUN-gap/gap.png"; do
+  [ -f "$f" ] && cp "$f" "$DOCS/"
+done
 du -sh "$DST" "$DOCS"

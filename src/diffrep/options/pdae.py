@@ -7,6 +7,8 @@ from diffrep.options.blocks import (APP, APP_DATA, APP_RULES, DATA, DATA_RULES, 
 FIT = {
     "teacher": {**TEACHER},  # path null: the shipped teacher (see diffrep teacher info)
     "data": {**DATA, "resolution": None, "channels": None},  # null: the teacher's
+    "init": None,               # a saved PDAE model folder of this teacher and architecture to start from (a warm
+                                # start: its EMA weights, a fresh optimizer), to continue a run whose checkpoint is lost
     "z_dim": None,              # null: the teacher's time-embedding width, 4 x block_out_channels[0] (512 for the
                                 # reference's C=128 DPMs, 128 for the shipped 32 px teacher)
     "encoder": {"channels": None},  # one stride-2 conv per width; null: the reference's widths for the resolution
@@ -26,7 +28,7 @@ FIT_RULES = {**DATA_RULES, **TRAINER_RULES, **PDAE_EVAL_RULES, "z_dim": "int>=1|
              "schedule_precision": "in:float64,float32", "optim.lr": "float>0", "optim.batch_size": "int>=1",
              "optim.ema_decay": "unit", "seed": "int>=0"}
 
-FIT_DIFFAE = {**{k: v for k, v in FIT.items() if k not in ("weighting", "gamma", "p2")},
+FIT_DIFFAE = {**{k: v for k, v in FIT.items() if k not in ("weighting", "gamma", "p2", "init")},
               "teacher": {**TEACHER},  # whose architecture and noise schedule to use; its weights are not read
               "out": "runs/diffae"}
 FIT_DIFFAE_RULES = {k: v for k, v in FIT_RULES.items() if k.split(".")[0] in FIT_DIFFAE}

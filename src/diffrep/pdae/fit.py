@@ -3,6 +3,7 @@
     diffrep pdae fit --data fashion-mnist --out runs/pdae
     diffrep pdae fit --weighting none --out runs/pdae-simple     # the weighting ablation
     diffrep pdae fit --eval.every_n_steps 250 --out runs/pdae    # + OUT/eval.csv for `diffrep pdae compare`
+    diffrep pdae fit --init runs/pdae/model --out runs/pdae-more  # a warm start from a saved model
 
 Writes OUT/model/ (model.safetensors: the EMA encoder and estimator; config.json: their config, the teacher and
 the data set; read it with `diffrep.pdae.load_autoencoder`), metrics.json (final_loss, final_mse, steps,
@@ -13,6 +14,8 @@ untrained encoder's (z_probe_eval.py). The evaluations' own time is not in train
 """
 from __future__ import annotations
 
+import json
+
 import lightning as L
 import torch
 
@@ -21,7 +24,8 @@ from diffrep import shipped
 from diffrep.errors import UserError
 from diffrep.options import pdae as options
 from diffrep.pdae import backbone
-from diffrep.pdae.autoencoder import PDAE, save_autoencoder
+from diffrep.pdae.app import model_directory
+from diffrep.pdae.autoencoder import CONFIG, PDAE, load_autoencoder, save_autoencoder
 from diffrep.pdae.encoder import SemanticEncoder
 from diffrep.pdae.evaluation import RandomXTEvaluation
 from diffrep.pdae.evaluation import check as check_eval
@@ -83,7 +87,27 @@ def z_probe_callback(cfg: dict, out) -> ZProbeEvaluation | None:
                             options["probe_every_n_steps"], cfg["seed"])
 
 
-def train_and_save(cfg: dict, resume: bool, module: PDAEModule, train: data_lib.ImageSet, what: str) -> dict:
+def teacher_name(teacher: Teacher) -> str | None:
+    """How a saved model names its teacher: a shipped teacher by name (so it loads anywhere), else its path."""
+    return shipped.name_of(teacher.path) or (str(teacher.path) if teacher.path else None)
+
+
+def warm_start(model: PDAE, path: str, teacher: Teacher) -> int:
+    """Load a saved PDAE's EMA weights into `model` (the optimizer starts afresh); the steps it was trained for."""
+    directory = model_directory(path)
+    saved = load_autoencoder(directory)
+    info = json.loads((directory / CONFIG).read_text())
+    if saved.config != model.config:
+        raise UserError(f"init {directory}: another encoder or estimator than this run's (check z_dim, "
+                        f"encoder.channels and the teacher)")
+    if info.get("teacher") != teacher_name(teacher):
+        raise UserError(f"init {directory} was trained on the teacher {info.get('teacher')}, not {teacher.path}")
+    model.load_state_dict(saved.state_dict())
+    return info.get("steps", 0) + info.get("init_steps", 0)
+
+
+def train_and_save(cfg: dict, resume: bool, module: PDAEModule, train: data_lib.ImageSet, what: str,
+                   init_steps: int = 0) -> dict:
     """Shared by PDAE and the Diff-AE baseline: train, then save the EMA model and the metrics."""
     out = prepare_run(cfg["out"], cfg, resume)  # after every check, so a bad option leaves no run directory
     params = sum(p.numel() for p in module.model.parameters())
@@ -94,12 +118,12 @@ def train_and_save(cfg: dict, resume: bool, module: PDAEModule, train: data_lib.
     if not trainer.is_global_zero:  # with several devices, one process saves
         return {}
     teacher = module.teacher
-    saved_teacher = shipped.name_of(teacher.path) or (str(teacher.path) if teacher.path else None)
-    model_dir = save_autoencoder(module.ema.module, out / "model", teacher=saved_teacher,
+    model_dir = save_autoencoder(module.ema.module, out / "model", teacher=teacher_name(teacher),
                                  teacher_flags=backbone.architecture(teacher).get("adm_flags"),
                                  schedule=dict(teacher.scheduler.config), steps=module.global_step,
                                  schedule_precision=cfg["schedule_precision"],
-                                 data={"name": cfg["data"]["name"], "root": cfg["data"]["root"]})
+                                 data={"name": cfg["data"]["name"], "root": cfg["data"]["root"]},
+                                 **({"init_steps": init_steps} if init_steps else {}))
     metrics = write_metrics(out, {**module.final_metrics(), "steps": module.global_step,
                                   "train_seconds": module.train_seconds, "parameters": params,
                                   "world_size": trainer.world_size,
@@ -115,6 +139,11 @@ def run(cfg: dict, resume: bool = False) -> dict:
     train = data_lib.load(cfg["data"], "train")
     L.seed_everything(cfg["seed"], verbose=False)
     model = PDAE(build_encoder(cfg), backbone.build_estimator(teacher, cfg["z_dim"]))
+    init_steps = warm_start(model, cfg["init"], teacher) if cfg["init"] else 0
     weights = loss_weights(teacher.alphas_cumprod, cfg["weighting"], cfg["gamma"], cfg["p2"]["k"], cfg["p2"]["gamma"])
     module = PDAEModule(teacher, model, weights, cfg["optim"], train, cfg["seed"], cfg["data"]["hflip"])
-    return train_and_save(cfg, resume, module, train, f"PDAE on {teacher.path} ({cfg['weighting']} weighting)")
+    module.first_step = init_steps
+    what = f"PDAE on {teacher.path} ({cfg['weighting']} weighting)"
+    if init_steps:
+        what += f", from {cfg['init']} ({init_steps} steps)"
+    return train_and_save(cfg, resume, module, train, what, init_steps)

@@ -33,12 +33,18 @@ class PDAEModule(TimedModule):
         self.register_buffer("alphas_cumprod", teacher.alphas_cumprod.float().clone(), persistent=False)
         self.optim, self.train_data, self.seed, self.hflip = optim, train_data, seed, hflip
         self.recent: dict[str, deque] = {"loss": deque(maxlen=100), "mse": deque(maxlen=100)}
+        self.first_step = 0  # a warm start's earlier steps: its batches and noise go on where that run's stopped
+
+    @property
+    def step(self) -> int:
+        """The step counted from the first run of a warm-started chain (global_step in a plain run)."""
+        return self.first_step + self.global_step
 
     def _seed(self) -> int:
         return self.seed + RANK_SEED * self.global_rank
 
     def train_dataloader(self):
-        return step_loader(self.train_data, self.optim["batch_size"], lambda: self.global_step, self._seed(),
+        return step_loader(self.train_data, self.optim["batch_size"], lambda: self.step, self._seed(),
                            self.hflip)
 
     def predict_eps(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -47,7 +53,7 @@ class PDAEModule(TimedModule):
 
     def training_step(self, batch, batch_idx):
         x0, _ = batch
-        gen = step_generator(self._seed(), self.global_step, stream=2)
+        gen = step_generator(self._seed(), self.step, stream=2)
         t = torch.randint(0, len(self.alphas_cumprod), (len(x0),), generator=gen).to(self.device)
         noise = torch.randn(x0.shape, generator=gen).to(self.device)
         abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)
