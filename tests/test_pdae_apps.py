@@ -134,8 +134,13 @@ def test_fit_records_the_in_training_evaluation_and_resumes_it(models, tiny_teac
     probes = list(csv.DictReader((models / "pdae" / "z_probe.csv").open()))
     assert [int(r["step"]) for r in probes] == [0, 2, 4] and len({r["untrained_z_probe"] for r in probes}) == 1
     assert all(0 < float(r["z_probe"]) <= 1 for r in probes) and (models / "pdae" / "z_probe.png").is_file()
-    assert json.loads((models / "pdae" / "metrics.json").read_text())["eval_z_probe"] == float(probes[-1]["z_probe"])
-
+    metrics = json.loads((models / "pdae" / "metrics.json").read_text())
+    assert metrics["eval_z_probe"] == float(probes[-1]["z_probe"])
+    # resumed with no step left to train (to save a model that a killed run had not saved): the metrics stay
+    fit.run(tiny_cfg(fit, tiny_teacher_dir, models / "pdae", **{"trainer.max_steps": 4, **TINY_EVAL}), resume=True)
+    again = json.loads((models / "pdae" / "metrics.json").read_text())
+    assert {k: v for k, v in again.items() if k != "train_seconds"} == {
+        k: v for k, v in metrics.items() if k != "train_seconds"}  # train_seconds: the checkpoint's
 
 
 def test_a_warm_start_goes_on_along_the_chain_s_steps(models, tiny_teacher_dir, tmp_path):

@@ -73,10 +73,11 @@ def honour_umask(path: str | Path) -> Path:
 
 
 def write_metrics(out: str | Path, metrics: dict) -> dict:
-    """OUT/metrics.json: a flat object of numbers, merged with what the run wrote before, replaced atomically."""
+    """OUT/metrics.json: a flat object of numbers, merged with what the run wrote before, replaced atomically. A None
+    (not measured by this process, e.g. a resumed run that had no step left to train) keeps the earlier value."""
     path = Path(out) / "metrics.json"
     merged = json.loads(path.read_text()) if path.exists() else {}
-    merged.update({k: (float(v) if not isinstance(v, (int, str)) else v) for k, v in metrics.items()})
+    merged.update({k: (float(v) if not isinstance(v, (int, str)) else v) for k, v in metrics.items() if v is not None})
     write_text_atomic(path, json.dumps(merged, indent=2, sort_keys=True) + "\n")
     return merged
 
