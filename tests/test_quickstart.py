@@ -36,7 +36,7 @@ def test_the_shipped_pre_made_models_load_with_their_cards_and_are_a_few_mb():
     for path in (pdae / "model.safetensors", student):
         assert path.stat().st_size <= 10_000_000 and (path.parent / "README.md").is_file()
     model = load_autoencoder(pdae)
-    assert model.kind == "pdae" and json.loads((pdae / "config.json").read_text())["teacher"] == "fashion-mnist"
+    assert model.kind == "pdae" and json.loads((pdae / "config.json").read_text())["teacher"] == shipped.DEFAULT
     assert model.encoder.config["resolution"] == load_teacher().resolution
     _, meta = load_backbone(student)
     assert meta["in_channels"] == 1
@@ -90,4 +90,4 @@ def test_live_stages_beside_a_pre_made_model_are_short_and_teachers_are_saved_by
     assert live_steps(None, live, live, 200) == 200  # nothing pre-made: the live model is the one shown
     assert live_steps(None, tmp_path / "shipped", live, 200) == LIVE_STEPS
     assert live_steps(7, tmp_path / "shipped", live, 200) == 7  # as asked
-    assert shipped.name_of(SHIPPED_TEACHER) == "fashion-mnist" and shipped.name_of(tmp_path) is None
+    assert shipped.name_of(SHIPPED_TEACHER) == "fashion-mnist-v2" and shipped.name_of(tmp_path) is None
