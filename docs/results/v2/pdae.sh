@@ -15,8 +15,7 @@ mkdir -p "$DST" "$DOCS"
 cp "$RUN/model/config.json" "$DST/"
 .venv/bin/python docs/results/companions/to_float16.py "$RUN/model/model.safetensors" "$DST/model.safetensors"
 .venv/bin/python docs/results/v2/pdae_chain.py "$RUN" "$DOCS"
-steps=$(.venv/bin/python -c 'import json, sys; c = json.load(open(sys.argv[1])); print(c["steps"] + c.get("init_steps", 0))' \
-  "$RUN/model/config.json")
+steps=$(.venv/bin/python docs/results/v2/pdae_chain.py --steps "$RUN/model")
 cp "$RUN/metrics.json" "$DOCS/fit_metrics-$steps.json"
 for app in reconstruct gap encode; do
   [ -f "$RUN-$app/metrics.json" ] && cp "$RUN-$app/metrics.json" "$DOCS/${app}_metrics-$steps.json"

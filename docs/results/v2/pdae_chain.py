@@ -1,15 +1,18 @@
 """Append one chunk of the v2 PDAE run (a `diffrep pdae fit` folder) to the chain's curves in DOCS, and redraw them.
 
     python docs/results/v2/pdae_chain.py RUN DOCS
+    python docs/results/v2/pdae_chain.py --steps MODEL   # the chain's steps in a saved model (0: none there)
 
 The v2 PDAE trains 10,000 steps in chunks of 2,500, each a warm start (`pdae fit --init`) from the model the chunk
 before shipped, on one step axis (the chunk's evaluations record the chain's steps). A chunk's rows replace the
 chain's after its first step; its train_seconds are moved past the chain's, so both columns count the whole chain.
 """
 import csv
+import json
 import sys
 from pathlib import Path
 
+from diffrep.pdae.autoencoder import CONFIG, chain_steps
 from diffrep.report.plots import curves
 
 
@@ -52,5 +55,13 @@ def main(run: str, docs: str) -> None:
     print(f"{docs}: {len(evals)} MSE rows and {len(probes)} probe rows, to step {steps[-1]}")
 
 
+def steps(model: str) -> int:
+    config = Path(model) / CONFIG
+    return chain_steps(json.loads(config.read_text())) if config.is_file() else 0
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    if sys.argv[1] == "--steps":
+        print(steps(sys.argv[2]))
+    else:
+        main(*sys.argv[1:3])

@@ -28,11 +28,7 @@ stage() { echo "== $(date -u +%FT%TZ) $*"; }
 
 stage pdae
 SHIPPED=src/diffrep/teachers/fashion-mnist-v2/pdae
-steps_of() {  # the chain's steps in a saved PDAE model folder (0: none)
-  [ -f "$1/config.json" ] || { echo 0; return; }
-  "$PY" -c 'import json, sys; c = json.load(open(sys.argv[1])); print(c["steps"] + c.get("init_steps", 0))' "$1/config.json"
-}
-have=$(steps_of "$SHIPPED")
+have=$("$PY" docs/results/v2/pdae_chain.py --steps "$SHIPPED")  # 0: none shipped yet
 while [ "$have" -lt 10000 ]; do
   run=$RUNS/pdae-$((have + 2500))
   init=$([ "$have" -gt 0 ] && echo "--init $SHIPPED" || true)

@@ -48,6 +48,11 @@ def save_autoencoder(model: nn.Module, directory: str | Path, **info) -> Path:
     return honour_umask(directory)
 
 
+def chain_steps(info: dict) -> int:
+    """The steps a saved model's config.json (`info`) was trained for, with those of the runs it warm-started from."""
+    return info.get("steps", 0) + info.get("init_steps", 0)
+
+
 def load_autoencoder(directory: str | Path) -> nn.Module:
     from diffrep.pdae.baseline import DiffAE  # imported here: the baseline module imports this one
 

@@ -48,11 +48,6 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def run_step(trainer, pl_module) -> int:
-    """The step the evaluations record: counted from the first run of a warm-started chain (fit --init)."""
-    return trainer.global_step + getattr(pl_module, "first_step", 0)
-
-
 class PeriodicEvaluation(Callback):
     """Calls `evaluate(trainer, pl_module)` every `self.every` optimizer steps and when training ends (the subclass
     evaluates step 0 in on_train_start and skips steps it has already done)."""
@@ -60,7 +55,7 @@ class PeriodicEvaluation(Callback):
     every: int
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if run_step(trainer, pl_module) % self.every == 0:
+        if pl_module.step % self.every == 0:
             self.evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module):
@@ -82,7 +77,7 @@ class RandomXTEvaluation(PeriodicEvaluation):
         if not trainer.is_global_zero:
             return
         rows = read_rows(self.path) if self.path.exists() else []
-        rows = [r for r in rows if r["step"] <= run_step(trainer, pl_module)]  # later rows: a lost future
+        rows = [r for r in rows if r["step"] <= pl_module.step]  # later rows belong to a lost future
         _write_rows(self.path, rows)
         self.done = {r["step"] for r in rows}
         self.last = rows[-1]["random_xT_mse"] if rows else None
@@ -104,7 +99,7 @@ class RandomXTEvaluation(PeriodicEvaluation):
         return float((to_unit(decoded) - to_unit(x0)).square().mean())
 
     def evaluate(self, trainer, pl_module) -> None:
-        step = run_step(trainer, pl_module)
+        step = pl_module.step
         if not trainer.is_global_zero or step in self.done:
             return
         with pl_module.untimed():

@@ -25,7 +25,7 @@ from diffrep.errors import UserError
 from diffrep.options import pdae as options
 from diffrep.pdae import backbone
 from diffrep.pdae.app import model_directory
-from diffrep.pdae.autoencoder import CONFIG, PDAE, load_autoencoder, save_autoencoder
+from diffrep.pdae.autoencoder import CONFIG, PDAE, chain_steps, load_autoencoder, save_autoencoder
 from diffrep.pdae.encoder import SemanticEncoder
 from diffrep.pdae.evaluation import RandomXTEvaluation
 from diffrep.pdae.evaluation import check as check_eval
@@ -103,7 +103,7 @@ def warm_start(model: PDAE, path: str, teacher: Teacher) -> int:
     if info.get("teacher") != teacher_name(teacher):
         raise UserError(f"init {directory} was trained on the teacher {info.get('teacher')}, not {teacher.path}")
     model.load_state_dict(saved.state_dict())
-    return info.get("steps", 0) + info.get("init_steps", 0)
+    return chain_steps(info)
 
 
 def train_and_save(cfg: dict, resume: bool, module: PDAEModule, train: data_lib.ImageSet, what: str,

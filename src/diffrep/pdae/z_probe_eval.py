@@ -20,7 +20,7 @@ from diffrep.data import ImageSet
 from diffrep.options import blocks
 from diffrep.pdae.app import encode_z
 from diffrep.pdae.encode import untrained_encoder
-from diffrep.pdae.evaluation import PeriodicEvaluation, run_step
+from diffrep.pdae.evaluation import PeriodicEvaluation
 from diffrep.probe.linear import probe
 from diffrep.report.plots import curves
 
@@ -47,7 +47,7 @@ class ZProbeEvaluation(PeriodicEvaluation):
     def on_train_start(self, trainer, pl_module):
         if not trainer.is_global_zero:
             return
-        self.rows = [r for r in _rows(self.out / FILE) if r["step"] <= run_step(trainer, pl_module)]  # later: lost
+        self.rows = [r for r in _rows(self.out / FILE) if r["step"] <= pl_module.step]  # later: a lost future
         self._write()
         if self.rows:
             self.untrained = self.rows[-1]["untrained_z_probe"]
@@ -66,7 +66,7 @@ class ZProbeEvaluation(PeriodicEvaluation):
         return probe(z["train"], self.train.labels, z["test"], self.test.labels, **self.options)
 
     def evaluate(self, trainer, pl_module) -> None:
-        step = run_step(trainer, pl_module)
+        step = pl_module.step
         if not trainer.is_global_zero or any(r["step"] == step for r in self.rows):
             return
         with pl_module.untimed():
