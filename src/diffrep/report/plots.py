@@ -73,7 +73,7 @@ def grouped_bars(groups: dict[str, dict[str, tuple[float, float]]], path: str | 
     """One group of bars per outer key, one bar per inner key, each (value, error bar), value printed on top."""
     names = list(dict.fromkeys(name for bars in groups.values() for name in bars))
     width = 0.8 / max(1, len(names))
-    width_in = max(5.5, 1.5 + 0.6 * len(groups) * max(1, len(names)))
+    width_in = max(5.5, 1.5 + 0.6 * len(groups) * max(1, len(names)))  # room for the title with one group
     fig, ax = plt.subplots(figsize=(width_in, 4), layout="constrained")
     for i, name in enumerate(names):
         xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
