@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The RepFusion bar on v2 first: the v2 table's (configs/experiments/repfusion-fashion-mnist-v2.yaml) random-init
-# arm and its three lever rows (5 epochs of distillation with the dense layer2 hint: alone, with the multi-tap hint,
-# and with a REINFORCE baseline), at 1% labels, 3 seeds, each fine-tuned at 1 and 0.1 x lr for the backbone and
+# arm and its four lever rows (5 epochs of distillation with the dense layer2 hint: alone, with the multi-tap hint,
+# with a REINFORCE baseline, and with both), at 1% labels, 3 seeds, each fine-tuned at 1 and 0.1 x lr for the backbone and
 # picked on held-out images. The runs land where the full table puts them (same folders, same options), so
 # remeasure.sh's repfusion stage keeps them and its table replaces this one. VARIANTS (names, space-separated) runs
 # a subset of those rows. Resumable:
@@ -12,7 +12,7 @@ TEACHER=${1:-fashion-mnist-v2}
 RUNS=${2:-/var/tmp/diffrep-runs/remeasure-$TEACHER}
 mkdir -p "$RUNS"
 VARIANTS=${VARIANTS:-random_init policy_5_epochs_dense_layer2 policy_5_epochs_dense_layer2_and_layer1 \
-  policy_5_epochs_dense_layer2_baseline}
+  policy_5_epochs_dense_layer2_baseline policy_5_epochs_dense_layer2_and_layer1_baseline}
 .venv/bin/python - "$RUNS/levers.yaml" $VARIANTS <<'PY'
 import sys, yaml
 cfg = yaml.safe_load(open("configs/experiments/repfusion-fashion-mnist-v2.yaml"))
