@@ -67,7 +67,8 @@ progress() {
 }
 
 start=$SECONDS
-# timeout -k: Lightning answers SIGTERM only at its next step and a probe not at all, so KILL follows 20 s later
+# timeout -k: the runner dies at once but Lightning defers SIGTERM to its next step (a child outlived its runner
+# in a CPU test), so KILL follows 20 s later
 for i in $(seq "$TABLE_RUNNERS"); do
   VARIANTS="$VARIANTS" LABELS="0.01 0.1" timeout -k 20 $((BUDGET - (SECONDS - start))) docs/results/v2/levers.sh \
     fashion-mnist-v2 "$RUNS" > "$RUNS/logs/table-$i.log" 2>&1 &
