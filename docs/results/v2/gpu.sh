@@ -39,8 +39,7 @@ if [ ! -f .venv/pyvenv.cfg ]; then  # no environment of our own: wrappers around
   mkdir -p .venv/bin
   printf '#!/bin/sh\nexec %s "$@"\n' "$PY" > .venv/bin/python
   chmod +x .venv/bin/python
-  printf '#!/bin/sh\nexec %s -c "import sys; from diffrep.cli import main; sys.exit(main())" "$@"\n' "$PY" \
-    > .venv/bin/diffrep
+  printf '#!/bin/sh\nexec %s -m diffrep.cli "$@"\n' "$PY" > .venv/bin/diffrep
   chmod +x .venv/bin/diffrep
 fi
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
@@ -85,7 +84,7 @@ while [ -n "$(jobs -r)" ]; do
   progress
   pack
 done
-pkill -KILL -f "diffrep.cli import main" 2>/dev/null  # nothing may outlive the runners
+pkill -KILL -f "m diffrep.cli" 2>/dev/null  # nothing may outlive the runners
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader >> "$RUNS/logs/env.txt" 2>&1
 progress
 pack

@@ -17,6 +17,7 @@ from torch import nn
 from diffrep import config as config_lib
 from diffrep import data as data_lib
 from diffrep import shipped
+from diffrep.device import resolve_device
 from diffrep.errors import UserError
 from diffrep.options import blocks
 from diffrep.pdae import backbone
@@ -60,15 +61,6 @@ def model_directory(path) -> Path:
     return path / "model" if not (path / CONFIG).is_file() and (path / "model" / CONFIG).is_file() else path
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except (RuntimeError, TypeError):
-        raise UserError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
-
-
 def _same_schedule(info: dict, teacher: Teacher) -> bool:
     if "schedule" not in info:
         return True
@@ -104,7 +96,7 @@ def load(cfg: dict) -> tuple[dict, Loaded]:
     if cfg["data"]["name"] is None and data["root"] is None:
         data["root"] = trained_on.get("root")
     cfg = {**cfg, "data": teacher.data_config(data)}
-    device = _device(cfg["device"])
+    device = resolve_device(cfg["device"])
     return cfg, Loaded(model.to(device), teacher.to(device), directory, info, device)
 
 

@@ -30,10 +30,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-
 from diffrep import config as config_lib
 from diffrep import data as data_lib
+from diffrep.device import resolve_device
 from diffrep.errors import UserError
 from diffrep.options import repfusion as options
 from diffrep.options import rules
@@ -89,7 +88,7 @@ def best_fixed_t(cfg: dict, out: Path, distill_cfg: dict) -> int:
     if cache.is_file():
         return json.loads(cache.read_text())["t"]
     # on a GPU when there is one: on one CPU thread the 8 timesteps x 12,000 images take over 10 minutes
-    teacher = teacher_from_config(cfg["teacher"], "cuda" if torch.cuda.is_available() else "cpu")
+    teacher = teacher_from_config(cfg["teacher"], resolve_device("auto"))
     resolved = distill.resolve(distill_cfg, teacher)
     p = cfg["best_fixed"]
     data = {**resolved["data"], "train_size": p["train_size"], "test_size": p["test_size"]}
