@@ -17,6 +17,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from diffrep import config as config_lib
 from diffrep import console
+from diffrep import run_dir
 from diffrep.errors import UserError
 from diffrep.run_dir import write_metrics  # noqa: F401  (diffrep.train.write_metrics)
 from diffrep.run_dir import write_text_atomic
@@ -95,7 +96,7 @@ def prepare_run(out: str | Path, cfg: dict, resume: bool = False) -> Path:
     if checkpoint_path(out).exists() and not resume:
         raise UserError(f"{out} already holds a run (checkpoints/{LAST}); pass --resume to continue it, "
                         f"--overwrite to start again, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    run_dir.lock(out)
     write_text_atomic(out / "config.yaml", config_lib.dump(cfg))
     return out
 
