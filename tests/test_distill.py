@@ -75,6 +75,16 @@ def test_a_crashed_run_resumes_to_the_same_student(tiny_teacher_dir, tmp_path, m
     assert a["t_mean"] == b["t_mean"] and a["steps"] == b["steps"] == 4
 
 
+def test_policy_lr_ratio_gives_the_policy_its_own_slower_rate(tiny_teacher_dir, tmp_path):
+    distill.run(tiny_cfg(tiny_teacher_dir, tmp_path, **{"policy.lr_ratio": 0.01, "trainer.max_steps": 2,
+                                                        "optim.milestones": "[]"}))
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    student, policy = ckpt["optimizer_states"][0]["param_groups"]
+    assert student["lr"] == pytest.approx(0.1) and policy["lr"] == pytest.approx(0.001)
+    policy_params = [k for k in ckpt["state_dict"] if k.startswith("policy.")]
+    assert len(policy["params"]) == len(policy_params) > 0
+
+
 def test_default_teacher_tap_is_the_reference_one(tiny_teacher_dir):
     assert distill.default_teacher_tap(load_teacher(tiny_teacher_dir)) == "mid_block.resnets.1.conv2"
 

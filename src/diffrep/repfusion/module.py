@@ -159,8 +159,14 @@ class DistillModule(TimedModule):
 
     def configure_optimizers(self):
         o = self.cfg["optim"]
-        params = [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("ema.")]
-        opt = torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"],
+        params = [(name, p) for name, p in self.named_parameters() if p.requires_grad and not name.startswith("ema.")]
+        # the policy on a slower rate when asked (a collapsing policy); else one group, the reference's optimizer
+        slow = self.cfg["policy"]["lr_ratio"] != 1 and self.selection.kind == "policy"
+        groups = [{"params": [p for name, p in params if not (slow and name.startswith("policy."))]}]
+        if slow:
+            groups.append({"params": [p for name, p in params if name.startswith("policy.")],
+                           "lr": o["lr"] * self.cfg["policy"]["lr_ratio"]})
+        opt = torch.optim.SGD(groups, lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"],
                               nesterov=o["nesterov"])
         total = max(1, self.trainer.max_steps)
         milestones = sorted({max(1, round(f * total)) for f in o["milestones"]})  # step x0.1, as the reference
