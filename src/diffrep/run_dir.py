@@ -8,13 +8,13 @@ import fcntl
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from diffrep.errors import UserError
 
 FAILED = "FAILED"
 RUN_FILES = ("config.yaml", "metrics.json", FAILED)  # what makes a folder a diffrep run that --overwrite may delete
-_held: dict[Path, int] = {}  # the run folders this process works in, each locked until the process ends
 
 
 def check_out(path: str | Path) -> Path:
@@ -35,38 +35,36 @@ def check_out(path: str | Path) -> Path:
 def claim(out: str | Path, resume: bool, overwrite: bool, resumable: bool) -> Path:
     """Check --out and apply --overwrite; a folder holding a failed run needs --resume or --overwrite."""
     out = check_out(out)
-    if any((out / name).exists() for name in RUN_FILES):
-        lock(out)  # before deleting or continuing a run that another process may still be writing
     if overwrite and out.is_dir() and any(out.iterdir()):
         if not any((out / name).exists() for name in RUN_FILES):
             raise UserError(f"--overwrite: {out} does not look like a diffrep run (no config.yaml or metrics.json), "
                             f"so it is left alone; choose another --out")
         shutil.rmtree(out)
-        if (held := _held.pop(out.resolve(), None)) is not None:
-            os.close(held)
     elif (out / FAILED).is_file() and not resume:
         ways = "--resume to continue it or --overwrite to start again" if resumable else "--overwrite to start again"
         raise UserError(f"{out} holds a run that failed ({_first_line(out / FAILED)}); pass {ways}")
     return out
 
 
-def lock(out: str | Path) -> None:
-    """Lock the folder OUT itself (no file is written) for the rest of this process, or stop with one line when
+@contextmanager
+def locked(out: str | Path):
+    """Hold a lock on the folder OUT itself (no file is written) while training in it, or stop with one line when
     another process holds it: two runs in one folder overwrite each other's checkpoint and logs (a --resume started
     while the stopped run still winds down; Lightning finishes the step it is in before it acts on SIGTERM).
-    Data-parallel workers run under rank 0's lock."""
-    out = Path(out)
-    if out.resolve() in _held or os.environ.get("LOCAL_RANK", "0") != "0":
+    Data-parallel workers train under rank 0's lock."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        yield
         return
-    out.mkdir(parents=True, exist_ok=True)
     fd = os.open(out, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise UserError(f"{out} is in use by another diffrep process; wait for it to end or stop it, "
-                        f"or choose another --out") from None
-    _held[out.resolve()] = fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{out} is in use by another diffrep process; wait for it to end or stop it, "
+                            f"or choose another --out") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def mark_failed(out: str | Path, error: BaseException) -> None:

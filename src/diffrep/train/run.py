@@ -96,7 +96,10 @@ def prepare_run(out: str | Path, cfg: dict, resume: bool = False) -> Path:
     if checkpoint_path(out).exists() and not resume:
         raise UserError(f"{out} already holds a run (checkpoints/{LAST}); pass --resume to continue it, "
                         f"--overwrite to start again, or choose another --out")
-    run_dir.lock(out)
+    if out.is_dir():
+        with run_dir.locked(out):  # a run still training there: stop before its config is touched
+            pass
+    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.yaml", config_lib.dump(cfg))
     return out
 
@@ -131,6 +134,7 @@ def fit(module: L.LightningModule, tcfg: dict, out: str | Path, resume: bool = F
         # The step-indexed stream resumes itself (see train/steps.py); Lightning cannot know that.
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch.*")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, ckpt_path=str(ckpt) if resume and ckpt.exists() else None,
-                    weights_only=False)  # our own checkpoints: they hold the EMA and the run's counters
+        with run_dir.locked(out):
+            trainer.fit(module, ckpt_path=str(ckpt) if resume and ckpt.exists() else None,
+                        weights_only=False)  # our own checkpoints: they hold the EMA and the run's counters
     return trainer
