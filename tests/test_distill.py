@@ -1,5 +1,7 @@
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +12,10 @@ from conftest import killed_at_step, run_cli
 from diffrep import cli
 from diffrep.errors import UserError
 from diffrep import config as config_lib
+from diffrep import data as data_lib
+from diffrep import run_dir
 from diffrep.repfusion import distill, experiment
-from diffrep.repfusion.module import DistillModule
+from diffrep.repfusion.module import DistillModule, split_for_reward
 from diffrep.teacher import load_teacher
 
 # torchvision's stem keeps the student cheap on 16 x 16 images (the small stem is tested in test_tasks)
@@ -83,6 +87,38 @@ def test_policy_lr_ratio_gives_the_policy_its_own_slower_rate(tiny_teacher_dir, 
     assert student["lr"] == pytest.approx(0.1) and policy["lr"] == pytest.approx(0.001)
     policy_params = [k for k in ckpt["state_dict"] if k.startswith("policy.")]
     assert len(policy["params"]) == len(policy_params) > 0
+
+
+def test_reward_holdout_rewards_the_policy_on_images_the_head_never_fits(tiny_teacher_dir, tmp_path, capsys):
+    labelled = data_lib.ImageSet(torch.zeros(40, 1, 8, 8, dtype=torch.uint8), torch.arange(40) % 4, list("abcd"))
+    labelled.images[:, 0, 0, 0] = torch.arange(40, dtype=torch.uint8)  # each image tells which one it is
+    head, reward = split_for_reward(labelled, 0.25, seed=0)
+    assert len(head) == 30 and sorted(torch.bincount(reward.labels).tolist()) == [2, 2, 3, 3]  # stratified
+    assert not set(head.images[:, 0, 0, 0].tolist()) & set(reward.images[:, 0, 0, 0].tolist())
+
+    metrics = distill.run(tiny_cfg(tiny_teacher_dir, tmp_path / "holdout", **{
+        "data.labels": 0.5, "policy.reward_holdout": 0.25, "trainer.max_steps": 3}))
+    assert "(36 labelled for the reward head, 12 for the policy's reward)" in capsys.readouterr().out
+    # the reference's reward is minus the head's own training CE; held out, it is the CE on other images
+    assert metrics["policy_reward"] != pytest.approx(-metrics["loss_head"])
+    reference = distill.run(tiny_cfg(tiny_teacher_dir, tmp_path / "reference", **{
+        "data.labels": 0.5, "trainer.max_steps": 3}))
+    assert reference["policy_reward"] == pytest.approx(-reference["loss_head"])
+    with pytest.raises(UserError, match="policy.reward_holdout needs data.labels below 1"):
+        distill.run(tiny_cfg(tiny_teacher_dir, tmp_path / "all", **{"policy.reward_holdout": 0.5}))
+
+
+def test_a_second_process_in_a_run_folder_in_training_stops_with_one_line(tiny_teacher_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    with run_dir.locked(out):  # this process stands for the run still training there
+        proc = subprocess.run([sys.executable, "-m", "diffrep.cli", "distill", "--teacher", str(tiny_teacher_dir),
+                               *TINY_DISTILL, "--trainer.max_steps", "2", "--resume", "--out", str(out)],
+                              capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr == (
+        f"diffrep: error: {out} is in use by another diffrep process; wait for it to end or stop it, or choose "
+        f"another --out\n"), proc.stderr[-2000:]
+    assert sorted(out.iterdir()) == []  # its folder untouched: no config, no checkpoint, no FAILED marker
 
 
 def test_default_teacher_tap_is_the_reference_one(tiny_teacher_dir):

@@ -26,6 +26,9 @@ DISTILL = {
         "baseline": "none",       # none (the reference) | moving_average (variance reduction, a deviation)
         "baseline_momentum": 0.9,
         "lr_ratio": 1.0,          # the policy's rate / optim.lr; 1: one rate for all (the reference), < 1 a deviation
+        # with data.labels < 1: this fraction of the labelled images is kept from the reward head and gives the policy
+        # its reward (the head's CE on images it never fits); 0: head and reward on the same images (the reference)
+        "reward_holdout": 0.0,
         "batch_size": None,       # labelled batch for head and policy when data.labels < 1; null: optim.batch_size
     },
     "data": {**DATA, "resolution": None, "channels": None},  # null: the teacher's
@@ -45,7 +48,7 @@ DISTILL_RULES = {**DATA_RULES, **TRAINER_RULES, **STUDENT_RULES, "teacher_input"
                  "loss.weight": "float>0|null", "policy.actions": "int>=2|null", "policy.entropy": "float>=0",
                  "policy.entropy_end_epoch": "float>0|null",
                  "policy.entropy_decay": "in:epoch,step", "policy.baseline": "in:none,moving_average",
-                 "policy.baseline_momentum": "unit", "policy.lr_ratio": "float>0",
+                 "policy.baseline_momentum": "unit", "policy.lr_ratio": "float>0", "policy.reward_holdout": "unit",
                  "policy.batch_size": "int>=1|null", "optim.lr": "float>0",
                  "optim.momentum": "unit", "optim.nesterov": "bool", "optim.weight_decay": "float>=0",
                  "optim.batch_size": "int>=1", "optim.milestones": "fractions", "optim.ema_decay": "unit",

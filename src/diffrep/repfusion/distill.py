@@ -88,6 +88,12 @@ def resolve(cfg: dict, teacher: Teacher) -> dict:
     _check(cfg["loss"]["name"], LOSSES, "loss.name")
     _check(cfg["policy"]["baseline"], BASELINES, "policy.baseline")
     parse_selection(cfg["timesteps"], teacher.num_timesteps)
+    if cfg["policy"]["reward_holdout"] >= 1:
+        raise UserError(f"policy.reward_holdout must be below 1 (the head needs images), got "
+                        f"{cfg['policy']['reward_holdout']}")
+    if cfg["policy"]["reward_holdout"] and cfg["data"]["labels"] in (None, 1, 1.0):
+        raise UserError("policy.reward_holdout needs data.labels below 1: with every label the head and the policy "
+                        "learn from the distillation batch")
     for name, value in (("optim.batch_size", cfg["optim"]["batch_size"]), ("epochs", cfg["epochs"] or 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UserError(f"{name} must be a positive integer, got {value!r}")
@@ -118,11 +124,15 @@ def run(cfg: dict, resume: bool = False) -> dict:
     module = DistillModule(teacher, cfg, train, labelled, steps_per_epoch)
     out = prepare_run(cfg["out"], cfg, resume)  # after every check, so a bad option leaves no run directory
     s = cfg["student"]
+    labelled_note = "" if labelled is None else f" ({len(labelled)} labelled for the policy)"
+    if module.reward_data is not None:
+        labelled_note = (f" ({len(module.labelled_data)} labelled for the reward head, {len(module.reward_data)} for "
+                         f"the policy's reward)")
     extra = "".join(f" and {pair.split(':')[0]} into {pair.split(':')[1]}" for pair in cfg["extra_hints"])
     print(f"distilling {cfg['teacher_tap']} of {teacher.path} ({cfg['teacher_input']} input, timesteps "
           f"{parse_selection(cfg['timesteps'], teacher.num_timesteps)}) into {s['arch']}.{s['tap']}{extra} with "
           f"{cfg['loss']['name']} on {len(train)} {cfg['data']['name']} images"
-          + (f" ({len(labelled)} labelled for the policy)" if labelled is not None else "")
+          + labelled_note
           + f" for {cfg['trainer']['max_steps']} steps ({cfg['trainer']['max_steps'] / steps_per_epoch:.2g} epochs)"
           f" -> {out}")
     trainer = fit(module, cfg["trainer"], out, resume)

@@ -8,7 +8,9 @@ adapter, head and policy, as in the reference; the terms reach disjoint paramete
 
 Labels: with every label available the policy learns from the distillation batch itself (the reference).
 With a label fraction below 1 the student still distils from every image, and the head and the policy learn
-from a second batch drawn from the labelled images only (`policy_batch`), so no hidden label is ever used.
+from a second batch drawn from the labelled images only (`policy_batch`), so no hidden label is ever used. With
+policy.reward_holdout (a deviation) part of those images is kept from the head, and the policy's reward is the head's
+CE on a third batch drawn from them: a head that has learnt its few images by heart rewards every t alike.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from collections import defaultdict, deque
 
 import torch
 
-from diffrep.data import ImageSet
+from diffrep.data import ImageSet, stratified_subset
+from diffrep.errors import UserError
 from diffrep.repfusion.history import TimestepHistory
 from diffrep.repfusion.losses import DistillLoss
 from diffrep.repfusion.policy import ActionGrid, MovingAverageBaseline, PolicyNet, RewardHead, entropy_weight
@@ -39,6 +42,10 @@ class DistillModule(TimedModule):
         super().__init__()
         self.teacher = teacher  # a plain object, not a submodule: frozen, and kept out of every checkpoint
         self.cfg, self.train_data, self.labelled_data = cfg, train_data, labelled_data
+        self.reward_data = None  # the labelled images kept from the head for the policy's reward
+        if labelled_data is not None and cfg["timesteps"] == "policy" and cfg["policy"].get("reward_holdout"):
+            self.labelled_data, self.reward_data = split_for_reward(labelled_data, cfg["policy"]["reward_holdout"],
+                                                                    cfg["seed"])
         self.steps_per_epoch = steps_per_epoch
         s = cfg["student"]
         self.student = build_student(s["arch"], teacher.channels, s["stem"])
@@ -75,9 +82,10 @@ class DistillModule(TimedModule):
         return step_loader(self.train_data, self.cfg["optim"]["batch_size"], lambda: self.global_step, self._seed(),
                            self.cfg["data"]["hflip"])
 
-    def _labelled_batch(self, step: int):
-        batches = StepBatches(self.labelled_data, self.cfg["policy"]["batch_size"] or self.cfg["optim"]["batch_size"],
-                              lambda: step, self._seed() + 1, self.cfg["data"]["hflip"])
+    def _labelled_batch(self, step: int, data: ImageSet | None = None, stream: int = 1):
+        batches = StepBatches(self.labelled_data if data is None else data,
+                              self.cfg["policy"]["batch_size"] or self.cfg["optim"]["batch_size"],
+                              lambda: step, self._seed() + stream, self.cfg["data"]["hflip"])
         x, y = batches.batch(step)
         return x.to(self.device), y.to(self.device)
 
@@ -125,12 +133,17 @@ class DistillModule(TimedModule):
         if self.selection.kind == "policy":
             if self.labelled_data is not None:  # the policy learns from labelled images only
                 x, y = self._labelled_batch(step)
-                logits, actions, t_policy = self._act(x, gen)
+                logits, actions, t_policy = self._act(x, gen, learn=self.reward_data is None)
                 main = self.cfg["teacher_tap"]
                 teacher_map = self._teacher_features(x, t_policy, gen, [main])[main]
             decay_at = epoch if self.cfg["policy"]["entropy_decay"] == "step" else math.floor(epoch)
             beta = entropy_weight(decay_at, self.cfg["policy"]["entropy"], self.entropy_end_epoch)
             loss_head, reward = self.head.loss_and_reward(teacher_map, y)
+            if self.reward_data is not None:  # the reward on labelled images the head never trains on
+                x, y = self._labelled_batch(step, self.reward_data, stream=2)
+                logits, actions, t_reward = self._act(x, gen)
+                with torch.no_grad():
+                    _, reward = self.head.loss_and_reward(self._teacher_features(x, t_reward, gen, [main])[main], y)
             terms = policy_losses(logits, actions, reward, beta, self.baseline)
             loss = loss + loss_head + terms["loss_pg"] + terms["loss_entropy"]
             logs |= {"loss/head": loss_head.detach(), "loss/pg": terms["loss_pg"].detach(),
@@ -194,3 +207,14 @@ class DistillModule(TimedModule):
         """Means of the last 50 logged values of every term, the last epoch's timestep summary, the time."""
         means = {key.replace("/", "_"): sum(v) / len(v) for key, v in self.recent.items() if v and key != "lr"}
         return {**means, **self.history.summary(), "steps": self.global_step, "train_seconds": self.train_seconds}
+
+
+def split_for_reward(labelled: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """(the head's images, the reward's): a stratified `fraction` of the labelled images kept from the head."""
+    held = stratified_subset(labelled.labels, fraction, seed)
+    kept = torch.ones(len(labelled), dtype=torch.bool)
+    kept[held] = False
+    if not kept.any():
+        raise UserError(f"policy.reward_holdout {fraction} keeps all {len(labelled)} labelled images from the reward "
+                        f"head; lower it or label more images")
+    return labelled.subset(kept.nonzero().squeeze(1)), labelled.subset(held)

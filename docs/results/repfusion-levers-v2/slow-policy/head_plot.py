@@ -18,5 +18,5 @@ t.plot(steps, [float(r["t/mean"]) for r in rows], lw=1, color="C1")
 t.set(xlabel="distillation step", ylabel="mean t the policy draws")
 for ax in (ce, t):
     ax.grid(alpha=0.3)
-fig.suptitle("policy at 0.1 x the student's rate, with a baseline: the head learns the labels by heart, the policy stops")
+fig.suptitle("policy at 0.1 x the student's rate: the head learns the labels by heart, the policy stops")
 fig.savefig(here / "head.png", dpi=110)
