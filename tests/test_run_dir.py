@@ -141,4 +141,3 @@ def test_resumed_metrics_csv_keeps_every_column(tmp_path):
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert [row["step"] for row in rows] == ["0", "5"]
     assert rows[0]["eval/acc"] == "0.8" and rows[1]["train/lr"] == "0.0001"
-
