@@ -145,14 +145,19 @@ def labelled(data: ImageSet, fraction: float, seed: int) -> ImageSet:
     return data.subset(stratified_subset(data.labels, label_fraction(fraction), seed))
 
 
+def outside(total: int, index: torch.Tensor) -> torch.Tensor:
+    """The sorted indices in range(total) that `index` does not hold."""
+    taken = torch.zeros(total, dtype=torch.bool)
+    taken[index] = True
+    return (~taken).nonzero().flatten()
+
+
 def unlabelled_rest(total: int, labelled_index: torch.Tensor, amount) -> tuple[torch.Tensor, int]:
     """(the indices of the `total` train images outside `labelled_index`, how many validation images `data.val`
     asks for among them: a count, or a fraction of all `total`), checked."""
     if not rules.valid("size", amount):
         raise UserError(f"data.val must be a count or a fraction in (0, 1] of the train split, got {amount!r}")
-    taken = torch.zeros(total, dtype=torch.bool)
-    taken[labelled_index] = True
-    rest = (~taken).nonzero().flatten()
+    rest = outside(total, labelled_index)
     count = max(1, round(amount * total)) if isinstance(amount, float) else amount
     if count > len(rest):
         raise UserError(f"data.val asks for {count} held-out images, but only {len(rest)} train images are not "

@@ -19,7 +19,7 @@ from collections import defaultdict, deque
 
 import torch
 
-from diffrep.data import ImageSet, stratified_subset
+from diffrep.data import ImageSet, outside, stratified_subset
 from diffrep.errors import UserError
 from diffrep.repfusion.history import TimestepHistory
 from diffrep.repfusion.losses import DistillLoss
@@ -43,7 +43,7 @@ class DistillModule(TimedModule):
         self.teacher = teacher  # a plain object, not a submodule: frozen, and kept out of every checkpoint
         self.cfg, self.train_data, self.labelled_data = cfg, train_data, labelled_data
         self.reward_data = None  # the labelled images kept from the head for the policy's reward
-        if labelled_data is not None and cfg["timesteps"] == "policy" and cfg["policy"].get("reward_holdout"):
+        if labelled_data is not None and cfg["timesteps"] == "policy" and cfg["policy"]["reward_holdout"]:
             self.labelled_data, self.reward_data = split_for_reward(labelled_data, cfg["policy"]["reward_holdout"],
                                                                     cfg["seed"])
         self.steps_per_epoch = steps_per_epoch
@@ -212,9 +212,8 @@ class DistillModule(TimedModule):
 def split_for_reward(labelled: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
     """(the head's images, the reward's): a stratified `fraction` of the labelled images kept from the head."""
     held = stratified_subset(labelled.labels, fraction, seed)
-    kept = torch.ones(len(labelled), dtype=torch.bool)
-    kept[held] = False
-    if not kept.any():
+    kept = outside(len(labelled), held)
+    if not len(kept):
         raise UserError(f"policy.reward_holdout {fraction} keeps all {len(labelled)} labelled images from the reward "
                         f"head; lower it or label more images")
-    return labelled.subset(kept.nonzero().squeeze(1)), labelled.subset(held)
+    return labelled.subset(kept), labelled.subset(held)
