@@ -11,13 +11,17 @@ student distilled from its features can be expected to gain much more.
 `--lrs 1e-3,3e-4,1e-4` picks the rate per initialisation instead of using 1e-3 for both: each rate is run on the
 first seed and scored on 5,000 validation images (train images outside every seed's labelled 600), and the best
 one is then run on every seed and tested. Pre-trained weights usually want a lower rate than random ones.
+`--backbone_lr_ratios 1,0.1` does the same for the encoder's rate as a fraction of the head's (the choice the
+RepFusion tables make for their students, `finetune --optim.backbone_lr_ratio`); with both, every pair is a
+candidate.
 
 `--head probe` is LP-FT (as `diffrep finetune --head_init probe`): the head starts as the project's linear probe of
 the frozen encoder's pooled features on the labelled images (standardisation folded in), and the probe's own test
 accuracy is reported too.
 
     OMP_NUM_THREADS=1 python docs/results/repfusion-pilot/teacher_encoder_finetune.py [--t 10] [--seeds 0,1,2] \
-        [--teacher fashion-mnist-v1] [--lrs 1e-3] [--head random|probe] [--inits teacher,random] [--out results.json]
+        [--teacher fashion-mnist-v1] [--lrs 1e-3] [--backbone_lr_ratios 1] [--head random|probe] \
+        [--inits teacher,random] [--out results.json]
 """
 import argparse
 import json
@@ -58,7 +62,7 @@ def probe_head(net: EncoderClassifier, train) -> None:
 
 
 def run(init: str, t: int, seed: int, train, steps=500, batch=64, lr=1e-3, warmup=50,
-        teacher_path=None, head="random", test=None) -> tuple[nn.Module, float, float | None]:
+        teacher_path=None, head="random", test=None, backbone_lr_ratio=1.0) -> tuple[nn.Module, float, float | None]:
     """The fine-tuned net, its mean train loss over the last 50 steps and, with head="probe" and a test set, the
     probe head's test accuracy before fine-tuning."""
     torch.manual_seed(seed)
@@ -73,7 +77,10 @@ def run(init: str, t: int, seed: int, train, steps=500, batch=64, lr=1e-3, warmu
             net.train()
     for p in net.parameters():
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.05)
+    head_params = list(net.fc.parameters())
+    backbone = [p for p in net.parameters() if all(p is not q for q in head_params)]
+    opt = torch.optim.AdamW([{"params": backbone, "lr": lr * backbone_lr_ratio}, {"params": head_params}], lr=lr,
+                            weight_decay=0.05)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warmup, steps))
     loader = iter(step_loader(train, batch, lambda: 0, seed, True))
     losses = []
@@ -111,6 +118,8 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--labels", type=float, default=0.01)
     ap.add_argument("--lrs", default="1e-3", help="AdamW rates; with several, each init picks its own on validation")
+    ap.add_argument("--backbone_lr_ratios", default="1",
+                    help="the encoder's rate as a fraction of the head's; with several, each init picks on validation")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--teacher", default=None, help="a UNet2DModel folder or shipped name (default: the shipped one)")
     ap.add_argument("--head", default="random", choices=("random", "probe"), help="probe: LP-FT")
@@ -124,39 +133,50 @@ def main():
     cfg = {**data_lib.DATA_DEFAULTS, "name": "fashion-mnist"}
     full, test = data_lib.load(cfg, "train"), data_lib.load(cfg, "test")
     seeds, lrs = [int(s) for s in a.seeds.split(",")], [float(r) for r in a.lrs.split(",")]
+    ratios = [float(r) for r in a.backbone_lr_ratios.split(",")]
+    candidates = [(lr, ratio) for lr in lrs for ratio in ratios]
     train = {seed: data_lib.labelled(full, a.labels, seed) for seed in seeds}
+
+    def named(lr, ratio):
+        return f"lr {lr:g}" + (f", backbone x {ratio:g}" if ratio != 1 else "")
+
     results, chosen = {}, {}
-    val = validation(full, a.labels, seeds) if len(lrs) > 1 else None
+    val = validation(full, a.labels, seeds) if len(candidates) > 1 else None
     for init in inits:
-        chosen[init] = lrs[0]
+        chosen[init] = candidates[0]
         if val is not None:
             scores, tested = {}, {}
-            for lr in lrs:
-                net, loss, _ = run(init, a.t, seeds[0], train[seeds[0]], lr=lr, teacher_path=a.teacher, head=a.head)
-                scores[lr] = results[f"{init}_val_lr{lr:g}"] = accuracy(net, val)
-                tested[lr] = accuracy(net, test)  # kept for the chosen rate only: the choice never sees it
-                print(f"{init} init, lr {lr:g}, seed {seeds[0]}: validation accuracy {scores[lr]:.4f} "
-                      f"(final train loss {loss:.3f})", flush=True)
+            for lr, ratio in candidates:
+                net, loss, _ = run(init, a.t, seeds[0], train[seeds[0]], lr=lr, teacher_path=a.teacher, head=a.head,
+                                   backbone_lr_ratio=ratio)
+                key = f"{init}_val_lr{lr:g}" + (f"_ratio{ratio:g}" if len(ratios) > 1 else "")
+                scores[lr, ratio] = results[key] = accuracy(net, val)
+                tested[lr, ratio] = accuracy(net, test)  # kept for the chosen pair only: the choice never sees it
+                print(f"{init} init, {named(lr, ratio)}, seed {seeds[0]}: validation accuracy "
+                      f"{scores[lr, ratio]:.4f} (final train loss {loss:.3f})", flush=True)
             chosen[init] = max(scores, key=scores.get)
             results[f"{init}_seed{seeds[0]}"] = tested[chosen[init]]
         for seed in seeds:
             if f"{init}_seed{seed}" in results:
                 continue
-            net, loss, probed = run(init, a.t, seed, train[seed], lr=chosen[init], teacher_path=a.teacher,
-                                    head=a.head, test=test)
+            lr, ratio = chosen[init]
+            net, loss, probed = run(init, a.t, seed, train[seed], lr=lr, teacher_path=a.teacher, head=a.head,
+                                    test=test, backbone_lr_ratio=ratio)
             results[f"{init}_seed{seed}"] = acc = accuracy(net, test)
             if probed is not None:
                 results[f"{init}_probe_seed{seed}"] = probed
             alone = "" if probed is None else f", the probe head alone {probed:.4f}"
-            print(f"{init} init, lr {chosen[init]:g}, seed {seed}: test accuracy {acc:.4f}{alone} (final train loss "
+            print(f"{init} init, {named(lr, ratio)}, seed {seed}: test accuracy {acc:.4f}{alone} (final train loss "
                   f"{loss:.3f})", flush=True)
     for init in inits:
         accs = torch.tensor([results[f"{init}_seed{seed}"] for seed in seeds])
         spread = f" +/- {100 * accs.std():.2f}" if len(accs) > 1 else ""
-        print(f"{init} init (lr {chosen[init]:g}): {100 * accs.mean():.2f}{spread}")
+        print(f"{init} init ({named(*chosen[init])}): {100 * accs.mean():.2f}{spread}")
     if a.out:
         with open(a.out, "w") as fh:
-            json.dump({"teacher": a.teacher, "t": a.t, "labels": a.labels, "head": a.head, "lr": chosen, **results},
+            json.dump({"teacher": a.teacher, "t": a.t, "labels": a.labels, "head": a.head,
+                       "lr": {init: lr for init, (lr, _) in chosen.items()},
+                       "backbone_lr_ratio": {init: ratio for init, (_, ratio) in chosen.items()}, **results},
                       fh, indent=2)
 
 
