@@ -19,6 +19,13 @@ def atomic_save(obj, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
+def remove_orphans(folder: str | Path) -> None:
+    """The half-written temporaries that killed writers left in a run's checkpoint folder. Call it only under the
+    run's lock (run_dir.locked): then no live process is writing there."""
+    for tmp in Path(folder).glob(".*.tmp*"):
+        tmp.unlink(missing_ok=True)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """A killed run never leaves a truncated checkpoint: the old one stays until the new one is whole."""
 

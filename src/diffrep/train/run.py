@@ -22,7 +22,7 @@ from diffrep.errors import UserError
 from diffrep.run_dir import write_metrics  # noqa: F401  (diffrep.train.write_metrics)
 from diffrep.run_dir import write_text_atomic
 from diffrep.options import blocks
-from diffrep.train.checkpoint_io import AtomicCheckpointIO
+from diffrep.train.checkpoint_io import AtomicCheckpointIO, remove_orphans
 
 TRAINER_DEFAULTS = blocks.TRAINER
 
@@ -135,6 +135,7 @@ def fit(module: L.LightningModule, tcfg: dict, out: str | Path, resume: bool = F
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch.*")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         with run_dir.locked(out):
+            remove_orphans(ckpt.parent)
             trainer.fit(module, ckpt_path=str(ckpt) if resume and ckpt.exists() else None,
                         weights_only=False)  # our own checkpoints: they hold the EMA and the run's counters
     return trainer
