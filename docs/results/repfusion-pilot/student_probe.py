@@ -5,7 +5,8 @@ from diffrep import data as data_lib
 from diffrep.probe.linear import probe
 from diffrep.tasks import build_student, load_backbone, student_features
 torch.manual_seed(0)
-cfg = {**data_lib.DATA_DEFAULTS, "name": "fashion-mnist", "resolution": 32, "channels": 1, "train_size": 10000, "test_size": 2000}
+cfg = {**data_lib.DATA_DEFAULTS, "name": "fashion-mnist", "resolution": 32, "channels": 1,
+       "train_size": 10000, "test_size": 2000}
 train, test = data_lib.load(cfg, "train"), data_lib.load(cfg, "test")
 def feats(model, data):
     f = student_features(model.eval(), ["layer4"]); out = []

@@ -12,7 +12,8 @@ if sys.argv[1] != "shipped":
     ck = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
     sd = {k[len("ema.module."):]: v for k, v in ck["state_dict"].items() if k.startswith("ema.module.")}
     print("step", ck["global_step"], T.unet.load_state_dict(sd, strict=False))
-cfg = {**data_lib.DATA_DEFAULTS, "name": "fashion-mnist", "resolution": 32, "channels": 1, "train_size": 10000, "test_size": 2000}
+cfg = {**data_lib.DATA_DEFAULTS, "name": "fashion-mnist", "resolution": 32, "channels": 1,
+       "train_size": 10000, "test_size": 2000}
 full = data_lib.load(cfg, "train"); test = data_lib.load(cfg, "test")
 few = data_lib.labelled(full, 0.06, 0)
 taps = sys.argv[2].split(",") if len(sys.argv) > 2 else ["mid_block.resnets.1.conv2", "mid_block"]

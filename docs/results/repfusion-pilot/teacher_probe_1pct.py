@@ -5,7 +5,8 @@ from diffrep import data as data_lib
 from diffrep.probe.linear import probe
 from diffrep.teacher import load_teacher
 T = load_teacher()
-cfg = {**data_lib.DATA_DEFAULTS, "name": "fashion-mnist", "resolution": 32, "channels": 1, "test_size": 2000, "labels": 0.01}
+cfg = {**data_lib.DATA_DEFAULTS, "name": "fashion-mnist", "resolution": 32, "channels": 1,
+       "test_size": 2000, "labels": 0.01}
 train = data_lib.labelled(data_lib.load(cfg, "train"), 0.01, 0); test = data_lib.load(cfg, "test")
 print(len(train))
 taps = ["mid_block.resnets.1.conv2", "mid_block", "down_blocks.2"]
