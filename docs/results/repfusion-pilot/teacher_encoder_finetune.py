@@ -77,10 +77,9 @@ def run(init: str, t: int, seed: int, train, steps=500, batch=64, lr=1e-3, warmu
             net.train()
     for p in net.parameters():
         p.requires_grad_(True)
-    head_params = list(net.fc.parameters())
-    backbone = [p for p in net.parameters() if all(p is not q for q in head_params)]
-    opt = torch.optim.AdamW([{"params": backbone, "lr": lr * backbone_lr_ratio}, {"params": head_params}], lr=lr,
-                            weight_decay=0.05)
+    backbone = [p for name, p in net.named_parameters() if not name.startswith("fc.")]
+    opt = torch.optim.AdamW([{"params": backbone, "lr": lr * backbone_lr_ratio}, {"params": net.fc.parameters()}],
+                            lr=lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warmup, steps))
     loader = iter(step_loader(train, batch, lambda: 0, seed, True))
     losses = []
@@ -106,9 +105,7 @@ def accuracy(net: nn.Module, data) -> float:
 def validation(full, fraction, seeds, size=5000, seed=0):
     """`size` train images outside every seed's labelled subset, stratified by class."""
     used = torch.cat([data_lib.stratified_subset(full.labels, fraction, s) for s in seeds])
-    rest = torch.ones(len(full), dtype=torch.bool)
-    rest[used] = False
-    rest = rest.nonzero().squeeze(1)
+    rest = data_lib.outside(len(full), used)
     return full.subset(rest[data_lib.stratified_subset(full.labels[rest], size, seed)])
 
 
