@@ -12,6 +12,7 @@ from pathlib import Path
 
 import matplotlib
 import torch
+from torch.distributions import Categorical
 
 from diffrep.data.imageset import load, stratified_subset, to_float
 from diffrep.repfusion.policy import PolicyNet
@@ -25,12 +26,6 @@ RUNS = {"policy_5_epochs_dense_layer2_baseline": "shared rate (baseline row)",
 data = load({"name": "fashion-mnist", "root": None, "resolution": 32, "channels": 1}, "train")
 images = to_float(data.images[stratified_subset(data.labels, 2000, 0)])
 t = torch.arange(1000, dtype=torch.float)
-
-
-def entropy(p: torch.Tensor) -> torch.Tensor:
-    return -(p * p.clamp_min(1e-30).log()).sum(-1)
-
-
 rows = []
 for run in RUNS:
     for path in sorted((Path(sys.argv[1]) / run).glob("step-*.pt")):
@@ -41,7 +36,8 @@ for run in RUNS:
             logits = policy(images)
         p = logits.softmax(-1)
         rows.append({"run": run, "step": snapshot["step"], "mean_t": (p @ t).mean().item(),
-                     "image_entropy": entropy(p).mean().item(), "pooled_entropy": entropy(p.mean(0)).item(),
+                     "image_entropy": Categorical(logits=logits).entropy().mean().item(),
+                     "pooled_entropy": Categorical(probs=p.mean(0)).entropy().item(),
                      "share_argmax_below_50": (logits.argmax(-1) < 50).float().mean().item(),
                      "mode_t": p.mean(0).argmax().item(), "max_logit": logits.max().item()})
 with (here / "policy_snapshots.csv").open("w", newline="") as fh:

@@ -26,7 +26,7 @@ while True:
             print("skip", run, e, flush=True)
             continue
         seen[run] = m
-        policy = {k: v for k, v in state["state_dict"].items() if "policy" in k}
+        policy = {k: v for k, v in state["state_dict"].items() if k.startswith("policy.")}
         out = root / "snapshots" / run
         out.mkdir(parents=True, exist_ok=True)
         torch.save({"step": state["global_step"], "policy": policy}, out / f"step-{state['global_step']:05d}.pt")
