@@ -12,11 +12,12 @@ DATA   := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 setup: $(STAMP) $(DATA)
 
 # Quiet set-up: one line per step; apt and pip print errors only (-qq: pip's warnings about this machine's
-# index configuration are not the user's business).
+# index configuration are not the user's business; apt's stderr is shown only when it fails, since debconf
+# writes notes there on success).
 $(DATA):
 	@echo "installing the Debian package dataset-fashion-mnist"
 	@$(SUDO) apt-get update -qq
-	@$(SUDO) apt-get install -y -qq dataset-fashion-mnist > /dev/null
+	@err=$$($(SUDO) apt-get install -y -qq dataset-fashion-mnist 2>&1 > /dev/null) || { echo "$$err" >&2; exit 1; }
 
 $(STAMP):
 	@echo "installing the Python environment in $(VENV) (again only when the requirements change)"

@@ -19,12 +19,17 @@ candidate.
 the frozen encoder's pooled features on the labelled images (standardisation folded in), and the probe's own test
 accuracy is reported too.
 
+`--tap` and `--pool` read another block, pooled another way; the modules after the tap are dropped. `--tap
+up_blocks.0` (the first decoder block, with the deepest skip connection) is the v2 probe study's best tap, with GAP
+and with `--pool grid:2` (docs/results/teacher-v2/README.md, "Another readout").
+
     OMP_NUM_THREADS=1 python docs/results/repfusion-pilot/teacher_encoder_finetune.py [--t 10] [--seeds 0,1,2] \
         [--teacher fashion-mnist-v1] [--lrs 1e-3] [--backbone_lr_ratios 1] [--head random|probe] \
-        [--inits teacher,random] [--out results.json]
+        [--tap mid_block] [--pool gap] [--inits teacher,random] [--out results.json]
 """
 import argparse
 import json
+import math
 
 import torch
 import torch.nn.functional as F
@@ -32,27 +37,34 @@ from diffusers import UNet2DModel
 from torch import nn
 
 from diffrep import data as data_lib
+from diffrep.errors import UserError
+from diffrep.probe.features import parse_pool, pool_map, pooled_shape
 from diffrep.tasks.finetune_module import warmup_cosine
 from diffrep.tasks.probe_head import fit_linear_head, head_inputs
 from diffrep.teacher import load_teacher
+from diffrep.teacher.taps import run_with_taps
 from diffrep.train import step_loader
 
 
 class EncoderClassifier(nn.Module):
-    def __init__(self, unet: UNet2DModel, t: int, num_classes: int):
+    """The UNet up to `tap` (the encoder half by default) at a fixed t, pooled to a `grid` x `grid` map and
+    flattened (`tap_shape` is the tap's (C, H, W)), then a linear head. The modules after the tap are removed, so
+    they are neither run nor trained."""
+
+    def __init__(self, unet: UNet2DModel, t: int, num_classes: int, tap: str, grid: int, tap_shape: tuple):
         super().__init__()
-        self.unet, self.t = unet, t
-        self.fc = nn.Linear(unet.config.block_out_channels[-1], num_classes)
-        for name in ("up_blocks", "conv_norm_out", "conv_out"):  # the decoder plays no part
-            setattr(self.unet, name, None)
+        self.unet, self.t, self.tap, self.grid = unet, t, tap, grid
+        block, index = (tap.split(".") + ["0"])[:2]
+        if block in ("conv_in", "down_blocks"):
+            kept_down = int(index) + 1 if block == "down_blocks" else 0
+            unet.down_blocks, unet.mid_block = nn.ModuleList(list(unet.down_blocks)[:kept_down]), None
+        unet.up_blocks = nn.ModuleList(list(unet.up_blocks)[:int(index) + 1 if block == "up_blocks" else 0])
+        unet.conv_norm_out = unet.conv_act = unet.conv_out = None
+        self.fc = nn.Linear(math.prod(pooled_shape(tap_shape, grid)), num_classes)
 
     def forward(self, x):
-        u = self.unet
-        emb = u.time_embedding(u.time_proj(torch.full((len(x),), self.t, device=x.device)).to(x.dtype))
-        h = u.conv_in(x)
-        for block in u.down_blocks:
-            h, _ = block(hidden_states=h, temb=emb)
-        return self.fc(u.mid_block(h, emb).mean((2, 3)))
+        t = torch.full((len(x),), self.t, device=x.device)
+        return self.fc(pool_map(run_with_taps(self.unet, [self.tap], True, x, t)[self.tap], self.grid))
 
 
 def probe_head(net: EncoderClassifier, train) -> None:
@@ -62,13 +74,14 @@ def probe_head(net: EncoderClassifier, train) -> None:
 
 
 def run(init: str, t: int, seed: int, train, steps=500, batch=64, lr=1e-3, warmup=50,
-        teacher_path=None, head="random", test=None, backbone_lr_ratio=1.0) -> tuple[nn.Module, float, float | None]:
+        teacher_path=None, head="random", test=None, backbone_lr_ratio=1.0, tap="mid_block",
+        grid=1) -> tuple[nn.Module, float, float | None]:
     """The fine-tuned net, its mean train loss over the last 50 steps and, with head="probe" and a test set, the
     probe head's test accuracy before fine-tuning."""
     torch.manual_seed(seed)
     teacher = load_teacher(teacher_path)
     unet = teacher.unet if init == "teacher" else UNet2DModel(**teacher.unet.config)
-    net = EncoderClassifier(unet, t, 10).train()
+    net = EncoderClassifier(unet, t, 10, tap, grid, teacher.taps[tap][0]).train()
     probed = None
     if head == "probe":
         probe_head(net, train)
@@ -119,12 +132,20 @@ def main():
                     help="the encoder's rate as a fraction of the head's; with several, each init picks on validation")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--teacher", default=None, help="a UNet2DModel folder or shipped name (default: the shipped one)")
+    ap.add_argument("--tap", default="mid_block",
+                    help="the block the head reads: mid_block (the encoder half), a down block, or up_blocks.K "
+                         "(the decoder up to it, with its skip connections)")
+    ap.add_argument("--pool", default="gap", help="gap, grid:K or full (as the probe's --pool)")
     ap.add_argument("--head", default="random", choices=("random", "probe"), help="probe: LP-FT")
     ap.add_argument("--inits", default="teacher,random",
                     help="teacher: the DPM's weights; random: the same network untrained (the same for any teacher "
                          "of one architecture, so a second teacher may skip it)")
     a = ap.parse_args()
     inits = a.inits.split(",")
+    try:
+        readout = {"tap": load_teacher(a.teacher).check_taps([a.tap])[0], "grid": parse_pool(a.pool)}
+    except UserError as err:
+        ap.error(str(err))
     if not inits or set(inits) - {"teacher", "random"}:
         ap.error(f"--inits takes teacher, random or both, got {a.inits!r}")
     cfg = {**data_lib.DATA_DEFAULTS, "name": "fashion-mnist"}
@@ -145,7 +166,7 @@ def main():
             scores, tested = {}, {}
             for lr, ratio in candidates:
                 net, loss, _ = run(init, a.t, seeds[0], train[seeds[0]], lr=lr, teacher_path=a.teacher, head=a.head,
-                                   backbone_lr_ratio=ratio)
+                                   backbone_lr_ratio=ratio, **readout)
                 key = f"{init}_val_lr{lr:g}" + (f"_ratio{ratio:g}" if len(ratios) > 1 else "")
                 scores[lr, ratio] = results[key] = accuracy(net, val)
                 tested[lr, ratio] = accuracy(net, test)  # kept for the chosen pair only: the choice never sees it
@@ -158,7 +179,7 @@ def main():
                 continue
             lr, ratio = chosen[init]
             net, loss, probed = run(init, a.t, seed, train[seed], lr=lr, teacher_path=a.teacher, head=a.head,
-                                    test=test, backbone_lr_ratio=ratio)
+                                    test=test, backbone_lr_ratio=ratio, **readout)
             results[f"{init}_seed{seed}"] = acc = accuracy(net, test)
             if probed is not None:
                 results[f"{init}_probe_seed{seed}"] = probed
@@ -171,7 +192,7 @@ def main():
         print(f"{init} init ({named(*chosen[init])}): {100 * accs.mean():.2f}{spread}")
     if a.out:
         with open(a.out, "w") as fh:
-            json.dump({"teacher": a.teacher, "t": a.t, "labels": a.labels, "head": a.head,
+            json.dump({"teacher": a.teacher, "t": a.t, "labels": a.labels, "head": a.head, "tap": a.tap, "pool": a.pool,
                        "lr": {init: lr for init, (lr, _) in chosen.items()},
                        "backbone_lr_ratio": {init: ratio for init, (_, ratio) in chosen.items()}, **results},
                       fh, indent=2)
