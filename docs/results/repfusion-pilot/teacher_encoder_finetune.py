@@ -54,11 +54,11 @@ class EncoderClassifier(nn.Module):
     def __init__(self, unet: UNet2DModel, t: int, num_classes: int, tap: str, grid: int, tap_shape: tuple):
         super().__init__()
         self.unet, self.t, self.tap, self.grid = unet, t, tap, grid
-        block, index = (tap.split(".") + ["0"])[:2]
-        if block in ("conv_in", "down_blocks"):
-            kept_down = int(index) + 1 if block == "down_blocks" else 0
-            unet.down_blocks, unet.mid_block = nn.ModuleList(list(unet.down_blocks)[:kept_down]), None
-        unet.up_blocks = nn.ModuleList(list(unet.up_blocks)[:int(index) + 1 if block == "up_blocks" else 0])
+        block, _, rest = tap.partition(".")
+        kept = int(rest.split(".")[0]) + 1 if block in ("down_blocks", "up_blocks") else 0  # of the tap's block list
+        if block in ("conv_in", "down_blocks"):  # a tap before the mid block
+            unet.down_blocks, unet.mid_block = unet.down_blocks[:kept], None
+        unet.up_blocks = unet.up_blocks[:kept if block == "up_blocks" else 0]
         unet.conv_norm_out = unet.conv_act = unet.conv_out = None
         self.fc = nn.Linear(math.prod(pooled_shape(tap_shape, grid)), num_classes)
 
